@@ -1,0 +1,44 @@
+"""What can be benchmarked: models (reference and custom) and default pipelines per device."""
+
+from __future__ import annotations
+
+from bench.devices import Device
+from optimizers.registry import Pipeline, PipelineError, parse_pipeline
+from reference_models.spec import ModelSpec
+
+#: Candidates for the default matrix, in display order. Those that do not apply on
+#: the device (or whose libraries are missing) are left out of the default run;
+#: asked for explicitly, they become `skipped` rows with the reason.
+DEFAULT_PIPELINES: tuple[str, ...] = (
+    "fp32",
+    "fp16",
+    "bf16",
+    "channels_last",
+    "compile",
+)
+
+
+def resolve_models(names: tuple[str, ...], custom: tuple[str, ...]) -> list[ModelSpec]:
+    from reference_models import get_model
+    from reference_models.custom import load_factory
+
+    return [get_model(n) for n in names] + [load_factory(path) for path in custom]
+
+
+def resolve_pipelines(texts: tuple[str, ...] | None, device: Device) -> list[Pipeline]:
+    """Parse the requested pipelines (all errors surface here, before anything runs),
+    or choose the defaults that apply on ``device``. fp32 always comes first: it is the baseline."""
+    if texts is not None:
+        pipelines = [parse_pipeline(t) for t in texts]
+        if not any(p.text == "fp32" for p in pipelines):
+            pipelines.insert(0, parse_pipeline("fp32"))
+        return pipelines
+    chosen = []
+    for text in DEFAULT_PIPELINES:
+        try:
+            pipeline = parse_pipeline(text)
+        except PipelineError:
+            continue  # a default whose pass is not registered in this install
+        if all(step.applies_to(device) is None for step in pipeline.passes):
+            chosen.append(pipeline)
+    return chosen

@@ -1,0 +1,296 @@
+"""The matrix loop: build model -> apply pipeline -> load runtime -> measure -> one row.
+
+Every cell ends as a row, whatever happens inside it: a pass that does not apply
+is ``skipped``, an exception is ``error`` with its one-line reason, running out
+of device memory is ``oom``. Only Ctrl-C stops the run, and rows already written
+stay on disk.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import math
+import shutil
+import socket
+import tempfile
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bench.config import RunConfig
+from bench.devices import Device, device_name, synchronize
+from bench.envinfo import git_sha
+from bench.fidelity import compare_outputs
+from bench.memory import PeakRSS, device_peak_mb, module_size, reset_device_peak
+from bench.results import ResultWriter
+from bench.runtimes import first_tensor, load
+from bench.timing import HostTimer, SamplingPolicy, sample_adaptively, summarize, timer_for
+from bench.work import count_flops
+from optimizers.artifact import Artifact, TorchArtifact, present_inputs
+from optimizers.registry import PassContext, Pipeline
+from reference_models.spec import ModelSpec
+
+REASON_MAX_CHARS = 400
+
+
+@dataclass(frozen=True)
+class Cell:
+    cell_id: int
+    spec: ModelSpec
+    size: str
+    pipeline: Pipeline
+    batch_size: int
+
+
+def plan_cells(
+    specs: list[ModelSpec], size: str, pipelines: list[Pipeline], batch_sizes: tuple[int, ...]
+) -> list[Cell]:
+    """Model-major order, so each model is built once and its reference reused across cells."""
+    cells: list[Cell] = []
+    for spec in specs:
+        cell_size = size if size in spec.sizes else spec.sizes[0]
+        for batch in batch_sizes:
+            for pipeline in pipelines:
+                cells.append(Cell(len(cells), spec, cell_size, pipeline, batch))
+    return cells
+
+
+def one_line(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}".strip()
+    first = text.splitlines()[0] if text else type(exc).__name__
+    return first[:REASON_MAX_CHARS]
+
+
+@dataclass
+class _Reference:
+    """What every cell of one (model, batch) compares against and is normalized by."""
+
+    module: torch.nn.Module
+    inputs: tuple[torch.Tensor, ...]
+    output: torch.Tensor
+    flops: int
+
+
+class Runner:
+    """Runs cells in order, writing each row as soon as it is known."""
+
+    def __init__(
+        self,
+        config: RunConfig,
+        device: Device,
+        writer: ResultWriter,
+        run_id: str,
+        on_cell_done: Callable[[dict[str, Any]], None] = lambda row: None,
+        on_cell_start: Callable[[Cell], None] = lambda cell: None,
+    ) -> None:
+        self.config = config
+        self.device = device
+        self.writer = writer
+        self.run_id = run_id
+        self.on_cell_done = on_cell_done
+        self.on_cell_start = on_cell_start
+        self.policy = SamplingPolicy(
+            min_samples=config.min_samples, time_budget_s=config.time_budget_s, warmup_s=config.warmup_s
+        )
+        self.timer = timer_for(device)
+        self.host = socket.gethostname()
+        self.device_name = device_name(device)
+        self._references: dict[tuple[str, str, int], _Reference] = {}
+        self._modules: dict[tuple[str, str], torch.nn.Module] = {}
+
+    # ----------------------------------------------------------------- references
+    def _base_module(self, spec: ModelSpec, size: str) -> torch.nn.Module:
+        key = (spec.name, size)
+        if key not in self._modules:
+            self._modules.clear()  # one model resident at a time: cells are model-major
+            self._references.clear()
+            self._modules[key] = spec.build(size).to(self.device.torch_name)
+        return self._modules[key]
+
+    def _reference(self, cell: Cell) -> _Reference:
+        key = (cell.spec.name, cell.size, cell.batch_size)
+        if key not in self._references:
+            module = self._base_module(cell.spec, cell.size)
+            inputs = cell.spec.example_inputs(cell.batch_size, cell.size, self.config.seed)
+            placed = present_inputs(inputs, self.device.torch_name, torch.float32, False)
+            with _strict_fp32(self.device), torch.inference_mode():
+                output = first_tensor(module(*placed)).detach().float().cpu()
+            flops = count_flops(module, placed)
+            self._references[key] = _Reference(module, inputs, output, flops)
+        return self._references[key]
+
+    def _calibration(self, cell: Cell) -> Callable[[int], Iterator[tuple[torch.Tensor, ...]]]:
+        def batches(n: int) -> Iterator[tuple[torch.Tensor, ...]]:
+            for i in range(n):  # seeds disjoint from the timed inputs' seed
+                yield cell.spec.example_inputs(cell.batch_size, cell.size, self.config.seed + 1000 + i)
+
+        return batches
+
+    # ----------------------------------------------------------------- cells
+    def run(self, cells: list[Cell]) -> None:
+        for cell in cells:
+            self.on_cell_start(cell)
+            row, samples = self.run_cell(cell)
+            self.writer.add(row, samples)
+            self.on_cell_done(row)
+
+    def _base_row(self, cell: Cell) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "cell_id": cell.cell_id,
+            "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "host": self.host,
+            "device": str(self.device),
+            "device_name": self.device_name,
+            "model": cell.spec.name,
+            "size": cell.size,
+            "family": cell.spec.family,
+            "pipeline": cell.pipeline.text,
+            "batch_size": cell.batch_size,
+            "item": cell.spec.item,
+            "torch_version": torch.__version__,
+            "git_sha": git_sha(),
+        }
+
+    def run_cell(self, cell: Cell) -> tuple[dict[str, Any], list[float]]:
+        row = self._base_row(cell)
+        for step in cell.pipeline.passes:
+            reason = step.applies_to(self.device)
+            if reason is not None:
+                row.update(status="skipped", reason=f"{step.spec}: {reason}"[:REASON_MAX_CHARS])
+                return row, []
+        workdir = self._workdir(cell)
+        try:
+            samples = self._measure(cell, row, workdir)
+            row["status"] = "ok"
+            return row, samples
+        except torch.cuda.OutOfMemoryError as exc:
+            row.update(status="oom", reason=one_line(exc))
+            if self.device.is_cuda:
+                torch.cuda.empty_cache()
+            return row, []
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as exc:
+            row.update(status="error", reason=one_line(exc))
+            row["notes"] = _where(exc)
+            return row, []
+        finally:
+            if not self.config.keep_artifacts:
+                shutil.rmtree(workdir, ignore_errors=True)
+
+    def _workdir(self, cell: Cell) -> Path:
+        if self.config.keep_artifacts:
+            path = self.writer.out_dir / "artifacts" / f"cell{cell.cell_id:04d}"
+            path.mkdir(parents=True, exist_ok=True)
+            return path
+        return Path(tempfile.mkdtemp(prefix=f"genbench-cell{cell.cell_id}-"))
+
+    def _measure(self, cell: Cell, row: dict[str, Any], workdir: Path) -> list[float]:
+        ref = self._reference(cell)
+        ctx = PassContext(
+            device=self.device,
+            example_inputs=ref.inputs,
+            calibration=self._calibration(cell),
+            workdir=workdir,
+            batch_sizes=self.config.batch_sizes,
+            cache_key=f"{cell.spec.name}-{cell.size}-{cell.pipeline.text}",
+        )
+        flops = ref.flops
+        last_torch: TorchArtifact | None = None
+        reset_device_peak(self.device)
+        with PeakRSS() as rss:
+            t0 = time.perf_counter()
+            artifact: Artifact = TorchArtifact(module=ref.module)
+            for step in cell.pipeline.passes:
+                artifact = step.apply(artifact, ctx)
+                if isinstance(artifact, TorchArtifact):
+                    last_torch = artifact
+                    if step.changes_work:
+                        placed = present_inputs(ref.inputs, self.device.torch_name, artifact.input_dtype, False)
+                        flops = count_flops(artifact.module, placed)
+            synchronize(self.device)
+            row["build_s"] = time.perf_counter() - t0
+
+            runtime = load(artifact, self.device)
+            prepared = runtime.prepare(ref.inputs)
+            first = HostTimer(synchronize=lambda: synchronize(self.device))
+            output_box: list[Any] = []
+            row["first_call_ms"] = first.measure(lambda: output_box.append(runtime.run(prepared)))
+            sampled = sample_adaptively(lambda: self.timer.measure(lambda: runtime.run(prepared)), self.policy)
+            output = runtime.to_torch(output_box[0])
+
+        stats = summarize(sampled.latencies_ms)
+        fidelity = compare_outputs(ref.output, output)
+        params, model_bytes = module_size((last_torch or TorchArtifact(module=ref.module)).module)
+        if not isinstance(artifact, TorchArtifact):
+            model_bytes = _artifact_bytes(artifact) or model_bytes
+        throughput = cell.batch_size / (stats.p50 / 1e3)
+        gflops_per_item = flops / cell.batch_size / 1e9
+        notes = [*artifact.notes, f"stop={sampled.stop_reason}"]
+        row.update(
+            runtime=runtime.runtime_name,
+            precision=artifact.precision,
+            n_samples=stats.n,
+            latency_ms_p50=stats.p50,
+            latency_ms_p90=stats.p90,
+            latency_ms_p99=stats.p99,
+            latency_ms_mean=stats.mean,
+            latency_ms_std=stats.std,
+            latency_ms_min=stats.min,
+            latency_ci95_rel=stats.ci_rel_halfwidth,
+            noisy=stats.noisy,
+            throughput_items_s=throughput,
+            peak_device_mem_mb=device_peak_mb(self.device),
+            peak_host_rss_mb=rss.peak_mb,
+            model_bytes=model_bytes,
+            params=params,
+            gflops_per_item=gflops_per_item,
+            achieved_gflops=gflops_per_item * throughput,
+            energy_j_per_item=math.nan,
+            psnr_db=fidelity.psnr_db,
+            max_abs_err=fidelity.max_abs_err,
+            cosine=fidelity.cosine,
+            fidelity_ok=fidelity.ok(self.config.min_psnr_db),
+            notes="; ".join(notes),
+        )
+        return sampled.latencies_ms
+
+
+def _artifact_bytes(artifact: Artifact) -> int | None:
+    path = getattr(artifact, "path", None)
+    if path is None:
+        return None
+    path = Path(path)
+    total = path.stat().st_size if path.is_file() else 0
+    data = path.with_name(path.name + ".data")  # ONNX external weights, if any
+    return total + (data.stat().st_size if data.is_file() else 0)
+
+
+def _where(exc: BaseException) -> str:
+    """The innermost frame of an error, so an `error` row points at the code that failed."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return ""
+    last = frames[-1]
+    return f"at {Path(last.filename).name}:{last.lineno} in {last.name}"
+
+
+@contextlib.contextmanager
+def _strict_fp32(device: Device) -> Iterator[None]:
+    """Compute the reference in true fp32: TF32 off on CUDA so fidelity measures the pipeline alone."""
+    if not device.is_cuda:
+        yield
+        return
+    matmul, cudnn = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = matmul, cudnn

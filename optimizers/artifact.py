@@ -1,0 +1,86 @@
+"""What a pass hands to the next: a torch module, an ONNX file or a TensorRT engine.
+
+Artifacts are frozen: a pass builds a new one (and a new module) rather than
+changing the one it was given, so the fp32 reference stays intact and cells
+cannot leak state into each other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class TorchArtifact:
+    """An eager (or compiled) torch module plus how its inputs must be presented.
+
+    ``input_dtype`` is applied to floating-point inputs only (a UNet's integer
+    timesteps stay integers); ``channels_last`` converts 4-D inputs.
+    """
+
+    module: nn.Module
+    precision: str = "fp32"
+    input_dtype: torch.dtype = torch.float32
+    channels_last: bool = False
+    compiled: bool = False
+    notes: tuple[str, ...] = ()
+    kind: str = field(default="torch", init=False)
+
+    def evolve(self, **changes: Any) -> TorchArtifact:
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class OnnxArtifact:
+    """An ONNX model on disk and the runtime options chosen for it.
+
+    ``provider`` is an onnxruntime execution-provider short name ("cpu", "cuda",
+    "trt"), or None to pick from the device at load time.
+    """
+
+    path: Path
+    precision: str = "fp32"
+    exporter: str = ""
+    provider: str | None = None
+    notes: tuple[str, ...] = ()
+    kind: str = field(default="onnx", init=False)
+
+    def evolve(self, **changes: Any) -> OnnxArtifact:
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class TensorRTArtifact:
+    """A serialized TensorRT engine on disk."""
+
+    path: Path
+    precision: str = "fp32"
+    notes: tuple[str, ...] = ()
+    kind: str = field(default="tensorrt", init=False)
+
+    def evolve(self, **changes: Any) -> TensorRTArtifact:
+        return replace(self, **changes)
+
+
+Artifact = TorchArtifact | OnnxArtifact | TensorRTArtifact
+ARTIFACT_KINDS: tuple[str, ...] = ("torch", "onnx", "tensorrt")
+
+
+def present_inputs(
+    inputs: tuple[torch.Tensor, ...], device: torch.device | str, dtype: torch.dtype, channels_last: bool
+) -> tuple[torch.Tensor, ...]:
+    """Put inputs where and how a torch artifact expects them: device, float dtype, memory format."""
+    out = []
+    for t in inputs:
+        t = t.to(device)
+        if t.is_floating_point():
+            t = t.to(dtype)
+            if channels_last and t.dim() == 4:
+                t = t.contiguous(memory_format=torch.channels_last)
+        out.append(t)
+    return tuple(out)

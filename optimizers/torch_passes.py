@@ -1,0 +1,107 @@
+"""Passes that stay in PyTorch: precision casts, memory format, torch.compile."""
+
+from __future__ import annotations
+
+import copy
+from typing import ClassVar
+
+import torch
+
+from bench.devices import Device, supports_dtype
+from optimizers.artifact import Artifact, TorchArtifact, present_inputs
+from optimizers.registry import Pass, PassContext, PipelineError, register_pass
+
+
+def _torch_artifact(artifact: Artifact) -> TorchArtifact:
+    if not isinstance(artifact, TorchArtifact):
+        raise TypeError(f"expected a torch artifact, got {artifact.kind}")
+    return artifact
+
+
+@register_pass
+class Fp32(Pass):
+    """The baseline: the model as built, fp32 eager. Every speedup is relative to it."""
+
+    name = "fp32"
+    summary = "fp32 eager baseline (no change)"
+
+    def apply(self, artifact: Artifact, ctx: PassContext) -> Artifact:
+        return _torch_artifact(artifact)
+
+
+class _CastPass(Pass):
+    """Cast weights and floating-point inputs to a lower precision (what a GPU user does with .half())."""
+
+    dtype: ClassVar[torch.dtype]
+
+    def applies_to(self, device: Device) -> str | None:
+        return supports_dtype(device, self.name)
+
+    def apply(self, artifact: Artifact, ctx: PassContext) -> Artifact:
+        art = _torch_artifact(artifact)
+        if art.compiled:
+            raise PipelineError(f"{self.name} must come before compile")
+        module = copy.deepcopy(art.module).to(self.dtype)
+        return art.evolve(module=module, precision=self.name, input_dtype=self.dtype)
+
+
+@register_pass
+class Fp16(_CastPass):
+    name = "fp16"
+    summary = "weights and activations in float16"
+    dtype = torch.float16
+
+
+@register_pass
+class Bf16(_CastPass):
+    name = "bf16"
+    summary = "weights and activations in bfloat16"
+    dtype = torch.bfloat16
+
+
+@register_pass
+class ChannelsLast(Pass):
+    """NHWC memory format for weights and 4-D inputs: what oneDNN and cuDNN prefer for convolutions."""
+
+    name = "channels_last"
+    summary = "NHWC memory format for convolution weights and inputs"
+
+    def apply(self, artifact: Artifact, ctx: PassContext) -> Artifact:
+        art = _torch_artifact(artifact)
+        if art.compiled:
+            raise PipelineError("channels_last must come before compile")
+        module = copy.deepcopy(art.module).to(memory_format=torch.channels_last)
+        return art.evolve(module=module, channels_last=True)
+
+
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+
+@register_pass
+class Compile(Pass):
+    """torch.compile (Inductor). The compile is forced inside ``apply`` with one call on the
+    example inputs, so its cost lands in ``build_s`` rather than hiding in the first timed call."""
+
+    name = "compile"
+    summary = "torch.compile with Inductor; compile:MODE picks the mode"
+
+    def __init__(self, arg: str | None = None) -> None:
+        if arg is not None and arg not in COMPILE_MODES:
+            raise PipelineError(f"compile mode {arg!r} unknown; choose from {', '.join(COMPILE_MODES)}")
+        self.arg = arg
+
+    def applies_to(self, device: Device) -> str | None:
+        if self.arg == "reduce-overhead" and not device.is_cuda:
+            return "reduce-overhead uses CUDA graphs; it has no effect on CPU"
+        return None
+
+    def apply(self, artifact: Artifact, ctx: PassContext) -> Artifact:
+        art = _torch_artifact(artifact)
+        if art.compiled:
+            raise PipelineError("compile appears twice in the pipeline")
+        module = copy.deepcopy(art.module)
+        compiled = torch.compile(module, mode=self.arg or "default")
+        inputs = present_inputs(ctx.example_inputs, ctx.device.torch_name, art.input_dtype, art.channels_last)
+        with torch.inference_mode():
+            compiled(*inputs)
+        return art.evolve(module=compiled, compiled=True, notes=(*art.notes, f"compile mode={self.arg or 'default'}"))
