@@ -57,7 +57,7 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--keep-artifacts", action="store_true", default=None, help="keep exported files under the run folder")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Any]]:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
         description="genbench: how fast, how much memory, and at what cost to output quality, "
@@ -76,7 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
     lst.add_argument("--device", help="device to check passes against (default: best present)")
     lst.add_argument("--model", action="append", dest="custom_models", metavar="PKG.MODULE:FACTORY")
     sub.add_parser("env", help="print the environment that env.json records", epilog="example:\n  python -m bench env")
-    return parser
+    from bench import analysis_cli
+
+    commands: dict[str, Any] = {"run": cmd_run, "list": cmd_list, "env": cmd_env}
+    commands.update(analysis_cli.register(sub))
+    return parser, commands
 
 
 # --------------------------------------------------------------------- commands
@@ -233,14 +237,11 @@ def cmd_env(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "list": cmd_list, "env": cmd_env}
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    parser, commands = build_parser()
     args = parser.parse_args(argv)
     try:
-        return COMMANDS[args.command](args)
+        return commands[args.command](args)
     except (UsageError, ConfigError) as exc:
         print(f"genbench: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
