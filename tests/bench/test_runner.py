@@ -1,0 +1,123 @@
+"""End-to-end runs of the matrix on tiny models, and what happens when cells fail."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from bench.config import RunConfig
+from bench.devices import Device
+from bench.results import ResultWriter, read_cells, read_samples
+from bench.runner import Runner, plan_cells
+from optimizers.artifact import Artifact
+from optimizers.registry import PASSES, Pass, PassContext, parse_pipeline, register_pass
+from reference_models import get_model
+from tests.conftest import FAST
+
+
+@pytest.mark.parametrize("model", ["dcgan", "vae", "unet"])
+def test_every_model_runs_fp32_bf16_channels_last(run_matrix, model: str) -> None:
+    frame = run_matrix(models=(model,), pipelines=("fp32", "bf16", "channels_last"), batch_sizes=(2,))
+    assert list(frame["status"]) == ["ok", "ok", "ok"], frame["reason"].tolist()
+    assert list(frame["pipeline"]) == ["fp32", "bf16", "channels_last"]
+    assert list(frame["precision"]) == ["fp32", "bf16", "fp32"]
+    fp32 = frame.iloc[0]
+    assert fp32["psnr_db"] == math.inf and fp32["max_abs_err"] == 0.0  # the reference itself
+    bf16 = frame.iloc[1]
+    assert 20 < bf16["psnr_db"] < 80 and bf16["cosine"] > 0.99
+    assert frame.iloc[2]["psnr_db"] > 60  # same math, other memory order
+    for row in frame.itertuples():
+        assert row.n_samples >= 3
+        assert row.latency_ms_min <= row.latency_ms_p50 <= row.latency_ms_p90 <= row.latency_ms_p99
+        assert row.throughput_items_s == pytest.approx(2 / (row.latency_ms_p50 / 1e3))
+        assert row.gflops_per_item > 0 and row.achieved_gflops > 0
+        assert row.params > 0 and row.model_bytes > 0 and row.peak_host_rss_mb > 0
+        assert row.build_s >= 0 and row.first_call_ms > 0
+        assert row.device == "cpu" and row.runtime == "torch-eager"
+    assert frame.iloc[1]["model_bytes"] == pytest.approx(frame.iloc[0]["model_bytes"] / 2, rel=0.05)
+
+
+def test_every_raw_sample_is_kept(tmp_path) -> None:
+    cfg = RunConfig(**{**FAST, "models": ("dcgan",), "pipelines": ("fp32",), "batch_sizes": (1, 2)})
+    writer = ResultWriter(tmp_path)
+    cells = plan_cells([get_model("dcgan")], "tiny", [parse_pipeline("fp32")], (1, 2))
+    Runner(cfg, Device("cpu"), writer, "t").run(cells)
+    cells_back = read_cells(tmp_path)
+    samples = read_samples(tmp_path)
+    for row in cells_back.itertuples():
+        mine = samples[samples["cell_id"] == row.cell_id]["latency_ms"]
+        assert len(mine) == row.n_samples
+        assert mine.median() == pytest.approx(row.latency_ms_p50)
+
+
+class _Boom(Pass):
+    name = "test-boom"
+    summary = "raises, to test error rows"
+
+    def apply(self, artifact: Artifact, ctx: PassContext) -> Artifact:
+        raise RuntimeError("kaboom in a pass\nsecond line is dropped")
+
+
+class _Interrupt(Pass):
+    name = "test-interrupt"
+    summary = "acts as Ctrl-C, to test that finished rows survive"
+
+    def apply(self, artifact: Artifact, ctx: PassContext) -> Artifact:
+        raise KeyboardInterrupt
+
+
+@pytest.fixture
+def test_passes():
+    register_pass(_Boom)
+    register_pass(_Interrupt)
+    yield
+    PASSES.pop("test-boom", None)
+    PASSES.pop("test-interrupt", None)
+
+
+def test_a_failing_pass_is_an_error_row_and_the_run_goes_on(run_matrix, test_passes) -> None:
+    frame = run_matrix(models=("dcgan",), pipelines=("fp32", "test-boom", "channels_last"), batch_sizes=(1,))
+    assert list(frame["status"]) == ["ok", "error", "ok"]
+    err = frame.iloc[1]
+    assert err["reason"] == "RuntimeError: kaboom in a pass"
+    assert "test_runner.py" in err["notes"]
+    assert math.isnan(err["latency_ms_p50"])
+
+
+def test_fp16_on_a_cpu_without_it_is_a_skipped_row(run_matrix) -> None:
+    from bench.devices import supports_dtype
+
+    reason = supports_dtype(Device("cpu"), "fp16")
+    if reason is None:
+        pytest.skip("this CPU computes fp16 natively")
+    frame = run_matrix(models=("dcgan",), pipelines=("fp32", "fp16"), batch_sizes=(1,))
+    assert list(frame["status"]) == ["ok", "skipped"]
+    assert "fp16" in frame.iloc[1]["reason"]
+
+
+def test_an_interrupted_run_keeps_its_finished_rows(tmp_path, test_passes) -> None:
+    cfg = RunConfig(**{**FAST, "models": ("dcgan",)})
+    writer = ResultWriter(tmp_path)
+    pipelines = [parse_pipeline(p) for p in ("fp32", "channels_last", "test-interrupt", "bf16")]
+    cells = plan_cells([get_model("dcgan")], "tiny", pipelines, (1,))
+    with pytest.raises(KeyboardInterrupt):
+        Runner(cfg, Device("cpu"), writer, "t").run(cells)
+    on_disk = read_cells(tmp_path)
+    assert list(on_disk["pipeline"]) == ["fp32", "channels_last"]
+    assert (on_disk["status"] == "ok").all()
+    assert len(read_samples(tmp_path)) == on_disk["n_samples"].sum()
+
+
+def test_the_reference_module_is_not_mutated_by_passes(tmp_path) -> None:
+    import torch
+
+    cfg = RunConfig(**{**FAST, "models": ("dcgan",)})
+    runner = Runner(cfg, Device("cpu"), ResultWriter(tmp_path), "t")
+    pipelines = [parse_pipeline(p) for p in ("fp32", "bf16", "channels_last", "fp32")]
+    cells = plan_cells([get_model("dcgan")], "tiny", pipelines, (1,))
+    runner.run(cells)
+    module = runner._base_module(get_model("dcgan"), "tiny")
+    assert all(p.dtype == torch.float32 for p in module.parameters())
+    frame = runner.writer.frame()
+    assert frame.iloc[3]["psnr_db"] == math.inf  # fp32 after bf16 and channels_last is still exact

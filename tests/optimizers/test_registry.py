@@ -1,0 +1,99 @@
+"""Pipeline parsing, the registry, and third-party passes through entry points."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+import optimizers.registry as registry
+from optimizers.registry import PASSES, Pass, PipelineError, all_passes, parse_pipeline, register_pass
+
+PLUGIN_DIR = Path(__file__).resolve().parent.parent / "plugin_example"
+
+
+def test_single_and_composed_pipelines() -> None:
+    p = parse_pipeline("bf16+channels_last+compile")
+    assert [s.spec for s in p.passes] == ["bf16", "channels_last", "compile"]
+    assert p.final_kind == "torch"
+    assert str(p) == "bf16+channels_last+compile"
+    assert parse_pipeline(" compile:max-autotune ").passes[0].arg == "max-autotune"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "empty pipeline"),
+        ("fp32++bf16", "empty step"),
+        ("bf16+", "empty step"),
+        ("warp", "unknown pass 'warp'"),
+        ("fp32:3", "takes no argument"),
+        ("compile:", "empty argument"),
+        ("compile:turbo", "compile mode 'turbo' unknown"),
+    ],
+)
+def test_bad_pipelines(text: str, message: str) -> None:
+    with pytest.raises(PipelineError, match=message):
+        parse_pipeline(text)
+
+
+def test_unknown_pass_error_lists_known_passes() -> None:
+    with pytest.raises(PipelineError) as exc:
+        parse_pipeline("warp")
+    assert "bf16" in str(exc.value) and "channels_last" in str(exc.value)
+
+
+def test_register_rejects_duplicates_and_bad_names() -> None:
+    class Dup(Pass):
+        name = "bf16"
+
+        def apply(self, artifact, ctx):
+            return artifact
+
+    class Bad(Pass):
+        name = "Bad Name"
+
+        def apply(self, artifact, ctx):
+            return artifact
+
+    all_passes()
+    with pytest.raises(ValueError, match="already registered"):
+        register_pass(Dup)
+    with pytest.raises(ValueError, match="lowercase"):
+        register_pass(Bad)
+
+
+def test_every_builtin_pass_has_a_summary() -> None:
+    for name, cls in all_passes().items():
+        assert cls.summary, name
+
+
+@pytest.fixture
+def plugin_on_path(monkeypatch):
+    monkeypatch.syspath_prepend(str(PLUGIN_DIR))
+    monkeypatch.setattr(registry, "_entry_points_loaded", False)
+    yield
+    PASSES.pop("fuse-bn", None)
+
+
+def test_entry_point_plugin_is_discovered_and_run(plugin_on_path, run_matrix) -> None:
+    assert "fuse-bn" in all_passes()
+    frame = run_matrix(models=("dcgan",), pipelines=("fp32", "fuse-bn"), batch_sizes=(2,))
+    assert list(frame["status"]) == ["ok", "ok"], frame["reason"].tolist()
+    fused = frame.iloc[1]
+    assert "folded" in fused["notes"] and "folded 0" not in fused["notes"]
+    assert fused["psnr_db"] > 60 and not math.isinf(fused["psnr_db"])  # same function, other rounding
+    assert fused["params"] < frame.iloc[0]["params"]  # BatchNorm parameters are gone
+
+
+def test_a_broken_plugin_does_not_break_the_registry(tmp_path, monkeypatch) -> None:
+    dist = tmp_path / "broken_plugin-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-plugin\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[genbench.passes]\nbroken = no_such_module_abc:Thing\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(registry, "_entry_points_loaded", False)
+    failures = registry.load_entry_points()
+    assert any("broken" in f and "no_such_module_abc" in f for f in failures)
+    assert "fp32" in all_passes()

@@ -1,0 +1,62 @@
+"""The torch passes: what each changes, and that none mutates its input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from bench.devices import Device
+from optimizers.artifact import TorchArtifact
+from optimizers.registry import PassContext, parse_pipeline
+from reference_models import get_model
+
+
+def _ctx(inputs) -> PassContext:
+    return PassContext(
+        device=Device("cpu"), example_inputs=inputs, calibration=lambda n: iter(()), workdir=Path("."), batch_sizes=(1,)
+    )
+
+
+def _apply(text: str, spec_name: str = "dcgan"):
+    spec = get_model(spec_name)
+    module = spec.build("tiny")
+    inputs = spec.example_inputs(2, "tiny", 0)
+    art = TorchArtifact(module=module)
+    for step in parse_pipeline(text).passes:
+        art = step.apply(art, _ctx(inputs))
+    return module, art, inputs
+
+
+def test_bf16_casts_weights_and_inputs_without_touching_the_original() -> None:
+    original, art, _ = _apply("bf16")
+    assert all(p.dtype == torch.bfloat16 for p in art.module.parameters())
+    assert all(p.dtype == torch.float32 for p in original.parameters())
+    assert art.precision == "bf16" and art.input_dtype == torch.bfloat16
+
+
+def test_channels_last_converts_conv_weights() -> None:
+    original, art, _ = _apply("channels_last", "unet")
+    conv = next(m for m in art.module.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    assert art.channels_last
+    orig_conv = next(m for m in original.modules() if isinstance(m, torch.nn.Conv2d))
+    assert orig_conv.weight.is_contiguous()
+
+
+def test_cast_after_compile_is_refused() -> None:
+    from optimizers.registry import PipelineError
+
+    with pytest.raises(PipelineError, match="before compile"):
+        _apply("compile+bf16")
+
+
+@pytest.mark.slow
+def test_compile_matches_eager_on_tiny_unet() -> None:
+    original, art, inputs = _apply("compile", "unet")
+    assert art.compiled
+    with torch.inference_mode():
+        expected = original(*inputs)
+        got = art.module(*inputs)
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
