@@ -76,10 +76,11 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Any]]:
     lst.add_argument("--device", help="device to check passes against (default: best present)")
     lst.add_argument("--model", action="append", dest="custom_models", metavar="PKG.MODULE:FACTORY")
     sub.add_parser("env", help="print the environment that env.json records", epilog="example:\n  python -m bench env")
-    from bench import analysis_cli
+    from bench import analysis_cli, hardware_cli
 
     commands: dict[str, Any] = {"run": cmd_run, "list": cmd_list, "env": cmd_env}
     commands.update(analysis_cli.register(sub))
+    commands.update(hardware_cli.register(sub))
     return parser, commands
 
 
