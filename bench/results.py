@@ -57,6 +57,7 @@ CELL_COLUMNS: dict[str, str] = {
     "gflops_per_item": "float64",
     "achieved_gflops": "float64",
     "energy_j_per_item": "float64",
+    "avg_power_w": "float64",
     "psnr_db": "float64",
     "max_abs_err": "float64",
     "cosine": "float64",

@@ -25,6 +25,7 @@ import torch
 
 from bench.config import RunConfig
 from bench.devices import Device, device_name, synchronize
+from bench.energy import PowerSampler, nvml_power_reader
 from bench.envinfo import git_sha
 from bench.fidelity import compare_outputs
 from bench.memory import PeakRSS, device_peak_mb, module_size, reset_device_peak
@@ -103,6 +104,7 @@ class Runner:
         self.device_name = device_name(device)
         self._references: dict[tuple[str, str, int], _Reference] = {}
         self._modules: dict[tuple[str, str], torch.nn.Module] = {}
+        self._power_reader = nvml_power_reader(device.index or 0) if device.is_cuda else None
 
     # ----------------------------------------------------------------- references
     def _base_module(self, spec: ModelSpec, size: str) -> torch.nn.Module:
@@ -185,6 +187,12 @@ class Runner:
             if not self.config.keep_artifacts:
                 shutil.rmtree(workdir, ignore_errors=True)
 
+    def _power_sampler(self) -> contextlib.AbstractContextManager[Any]:
+        """NVML power sampling on CUDA where readable; nothing on CPU (no portable power reading)."""
+        if self._power_reader is None:
+            return contextlib.nullcontext()
+        return PowerSampler(self._power_reader)
+
     def _workdir(self, cell: Cell) -> Path:
         if self.config.keep_artifacts:
             path = self.writer.out_dir / "artifacts" / f"cell{cell.cell_id:04d}"
@@ -223,7 +231,8 @@ class Runner:
             first = HostTimer(synchronize=lambda: synchronize(self.device))
             output_box: list[Any] = []
             row["first_call_ms"] = first.measure(lambda: output_box.append(runtime.run(prepared)))
-            sampled = sample_adaptively(lambda: self.timer.measure(lambda: runtime.run(prepared)), self.policy)
+            with self._power_sampler() as power:
+                sampled = sample_adaptively(lambda: self.timer.measure(lambda: runtime.run(prepared)), self.policy)
             output = runtime.to_torch(output_box[0])
 
         stats = summarize(sampled.latencies_ms)
@@ -232,6 +241,8 @@ class Runner:
         if not isinstance(artifact, TorchArtifact):
             model_bytes = _artifact_bytes(artifact) or model_bytes
         throughput = cell.batch_size / (stats.p50 / 1e3)
+        energy = power.reading() if isinstance(power, PowerSampler) else None
+        items_run = cell.batch_size * (len(sampled.warmup_ms) + len(sampled.latencies_ms))
         gflops_per_item = flops / cell.batch_size / 1e9
         notes = [*artifact.notes, f"stop={sampled.stop_reason}"]
         row.update(
@@ -253,7 +264,8 @@ class Runner:
             params=params,
             gflops_per_item=gflops_per_item,
             achieved_gflops=gflops_per_item * throughput,
-            energy_j_per_item=math.nan,
+            energy_j_per_item=energy.joules / items_run if energy else math.nan,
+            avg_power_w=energy.avg_power_w if energy else math.nan,
             psnr_db=fidelity.psnr_db,
             max_abs_err=fidelity.max_abs_err,
             cosine=fidelity.cosine,

@@ -1,0 +1,96 @@
+"""Energy per item from sampled board power (NVML on NVIDIA GPUs).
+
+A background thread reads power at >= 10 Hz while the timed region runs; energy
+is the trapezoid integral of those readings over the sampled interval, divided
+by the items processed. The power reader is injectable, so the integration and
+threading are tested on CPU; the NVML reader needs a GPU and `nvidia-ml-py`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import TracebackType
+
+
+@dataclass(frozen=True)
+class EnergyReading:
+    joules: float
+    seconds: float
+    n_samples: int
+
+    @property
+    def avg_power_w(self) -> float:
+        return self.joules / self.seconds if self.seconds > 0 else float("nan")
+
+
+def integrate(times_s: list[float], watts: list[float]) -> EnergyReading:
+    """Trapezoid rule over (time, power) samples; fewer than two samples give NaN energy."""
+    if len(times_s) < 2:
+        return EnergyReading(float("nan"), 0.0, len(times_s))
+    if len(times_s) != len(watts):
+        raise ValueError("need one power reading per time stamp")
+    joules = 0.0
+    for i in range(1, len(times_s)):
+        joules += (times_s[i] - times_s[i - 1]) * (watts[i] + watts[i - 1]) / 2
+    return EnergyReading(joules, times_s[-1] - times_s[0], len(times_s))
+
+
+class PowerSampler:
+    """Context manager: sample ``read_watts`` every ``interval_s`` on a thread until exit."""
+
+    def __init__(
+        self,
+        read_watts: Callable[[], float],
+        interval_s: float = 0.02,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.read_watts = read_watts
+        self.interval_s = interval_s
+        self.clock = clock
+        self.times: list[float] = []
+        self.watts: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True, name="genbench-power")
+
+    def _sample(self) -> None:
+        self.times.append(self.clock())
+        self.watts.append(self.read_watts())
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self._sample()
+
+    def __enter__(self) -> PowerSampler:
+        self._sample()
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+
+    def reading(self) -> EnergyReading:
+        return integrate(self.times, self.watts)
+
+
+def nvml_power_reader(gpu_index: int) -> Callable[[], float] | None:
+    """A watts reader for one NVIDIA GPU through NVML, or None where NVML is missing or refuses.
+
+    ``nvmlDeviceGetPowerUsage`` reports milliwatts averaged by the driver over a
+    short window, so sampling faster than ~50 Hz adds nothing.
+    """
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        handle = pynvml.nvmlDeviceGetHandleByIndex(gpu_index)
+        pynvml.nvmlDeviceGetPowerUsage(handle)  # fails early where power readings are not permitted
+    except Exception:
+        return None
+    return lambda: pynvml.nvmlDeviceGetPowerUsage(handle) / 1000.0
