@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from bench.config import RunConfig
-from bench.devices import Device
+from bench.devices import Device, parse_device
 from bench.results import ResultWriter
 from bench.runner import Runner, plan_cells
 
@@ -24,7 +24,7 @@ def run_matrix(tmp_path: Path) -> Callable[..., pd.DataFrame]:
         from bench.catalog import resolve_models, resolve_pipelines
 
         cfg = RunConfig(**{**FAST, **config})  # type: ignore[arg-type]
-        device = Device("cpu")
+        device = parse_device(cfg.device) if cfg.device else Device("cpu")
         writer = ResultWriter(tmp_path / "run")
         specs = resolve_models(cfg.models, cfg.custom_models)
         pipelines = resolve_pipelines(cfg.pipelines, device)

@@ -60,3 +60,22 @@ def test_compile_matches_eager_on_tiny_unet() -> None:
         expected = original(*inputs)
         got = art.module(*inputs)
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_cudagraph_is_skipped_on_cpu_with_a_reason() -> None:
+    step = parse_pipeline("cudagraph").passes[0]
+    assert step.applies_to(Device("cpu")) == "CUDA graphs need an NVIDIA GPU"
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs an NVIDIA GPU with CUDA")
+def test_cudagraph_replay_matches_eager_on_gpu() -> None:  # pragma: no cover - GPU only
+    spec = get_model("unet")
+    module = spec.build("tiny").cuda()
+    inputs = tuple(t.cuda() for t in spec.example_inputs(2, "tiny", 0))
+    ctx = PassContext(
+        device=Device("cuda", 0), example_inputs=inputs, calibration=lambda n: iter(()), workdir=Path("."), batch_sizes=(2,)
+    )
+    art = parse_pipeline("cudagraph").passes[0].apply(TorchArtifact(module=module), ctx)
+    with torch.inference_mode():
+        torch.testing.assert_close(art.module(*inputs), module(*inputs), rtol=1e-4, atol=1e-4)
