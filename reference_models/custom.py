@@ -1,0 +1,134 @@
+"""Bring your own model: turn ``"pkg.module:factory"`` into a :class:`ModelSpec`.
+
+``factory()`` must return ``(module, make_inputs)`` where ``make_inputs(batch_size)``
+returns the tuple of positional input tensors for one forward call. The spec
+calls the factory afresh on every build (seeded, so random weights repeat and
+builds are independent copies), and runs ``make_inputs`` under a forked RNG
+seeded per call, so the user's inputs are as reproducible as the reference
+models' without the user's code knowing about seeds.
+
+Every way the path can be wrong is reported as a one-line ``ValueError`` naming
+the problem, because this string comes straight from the command line.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from reference_models.spec import ModelSpec, build_seeded
+
+CUSTOM_SIZE = "custom"
+_BUILD_SEED = 0
+
+MakeInputs = Callable[[int], Any]
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception as ``Type: first line``, so our error messages stay one line."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def _resolve(path: str) -> Callable[[], Any]:
+    """Import ``module`` and fetch the callable ``factory`` named by ``module:factory``."""
+    module_name, sep, attr = path.partition(":")
+    module_name, attr = module_name.strip(), attr.strip()
+    if not sep or not module_name or not attr:
+        raise ValueError(f"custom model {path!r} must look like 'package.module:factory'")
+    # Let users point at a module in the directory they run from, as `python -m` would.
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+    importlib.invalidate_caches()  # files written since the last import must be seen
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:
+        raise ValueError(f"custom model {path!r}: cannot import {module_name!r} ({_one_line(exc)})") from exc
+    try:
+        factory = getattr(module, attr)
+    except AttributeError:
+        raise ValueError(f"custom model {path!r}: module {module_name!r} has no attribute {attr!r}") from None
+    if not callable(factory):
+        raise ValueError(
+            f"custom model {path!r}: {attr!r} is a {type(factory).__name__}, not a callable factory"
+        )
+    return factory
+
+
+def _call_factory(path: str, factory: Callable[[], Any]) -> tuple[nn.Module, MakeInputs]:
+    """Call the factory and check it returned ``(nn.Module, callable)``."""
+    try:
+        result = factory()
+    except Exception as exc:
+        raise ValueError(f"custom model {path!r}: factory raised {_one_line(exc)}") from exc
+    if not (isinstance(result, tuple) and len(result) == 2):
+        raise ValueError(
+            f"custom model {path!r}: factory must return (module, make_inputs), got {type(result).__name__}"
+        )
+    module, make_inputs = result
+    if not isinstance(module, nn.Module):
+        raise ValueError(
+            f"custom model {path!r}: factory's first item is a {type(module).__name__}, not an nn.Module"
+        )
+    if not callable(make_inputs):
+        raise ValueError(
+            f"custom model {path!r}: factory's second item (make_inputs) is a {type(make_inputs).__name__}, "
+            "not a callable"
+        )
+    return module, make_inputs
+
+
+def _check_inputs(path: str, inputs: Any) -> tuple[torch.Tensor, ...]:
+    """Accept a tuple/list of tensors (or one bare tensor) and return a tuple."""
+    if isinstance(inputs, torch.Tensor):
+        return (inputs,)
+    if isinstance(inputs, tuple | list) and inputs and all(isinstance(t, torch.Tensor) for t in inputs):
+        return tuple(inputs)
+    raise ValueError(
+        f"custom model {path!r}: make_inputs must return a tuple of tensors, got {type(inputs).__name__}"
+    )
+
+
+def load_factory(path: str) -> ModelSpec:
+    """Load ``"pkg.module:factory"`` as a one-size (``"custom"``) :class:`ModelSpec`.
+
+    The factory is called once here, seeded and with the caller's RNG left
+    alone, so a bad path or a factory returning the wrong thing fails now, at
+    argument parsing, rather than halfway through a benchmark. Only
+    ``make_inputs`` from that call is kept; the module is dropped and every
+    ``build`` makes a new one.
+    """
+    factory = _resolve(path)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(_BUILD_SEED)
+        _, make_inputs = _call_factory(path, factory)
+
+    def build(size: str) -> nn.Module:
+        # The size is ignored: a custom model has exactly one.
+        return build_seeded(lambda: _call_factory(path, factory)[0], seed=_BUILD_SEED)
+
+    def example_inputs(batch_size: int, size: str, seed: int) -> tuple[torch.Tensor, ...]:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            try:
+                inputs = make_inputs(batch_size)
+            except Exception as exc:
+                raise ValueError(f"custom model {path!r}: make_inputs raised {_one_line(exc)}") from exc
+        return _check_inputs(path, inputs)
+
+    return ModelSpec(
+        name=path,
+        family="custom",
+        item="item",
+        build=build,
+        example_inputs=example_inputs,
+        sizes=(CUSTOM_SIZE,),
+        description=f"user model from {path}",
+    )
