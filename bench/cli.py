@@ -119,13 +119,11 @@ def _config_from_args(args: argparse.Namespace) -> RunConfig:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
     config = _config_from_args(args)
     device = _device(config.device)
 
     from bench.catalog import resolve_models, resolve_pipelines
-    from bench.console import cell_progress, summary_tables
+    from bench.console import cell_progress, make_console, summary_tables
     from bench.envinfo import capture_environment
     from bench.results import ResultWriter
     from bench.runner import Runner, plan_cells
@@ -147,9 +145,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     writer.write_env({**env, "run_id": run_id, "device": str(device), "config": _jsonable(config)})
     cells = plan_cells(specs, config.size, pipelines, config.batch_sizes)
 
-    console = Console()
-    if not console.is_terminal:
-        console.width = max(console.width, 120)  # logs and CI: no reason to wrap at 80
+    console = make_console()
     console.print(
         f"[bold]genbench[/] run {run_id}: {len(cells)} cells on {device} "
         f"({len(specs)} models x {len(pipelines)} pipelines x {len(config.batch_sizes)} batch sizes) -> {out_dir}"
@@ -187,15 +183,15 @@ def _jsonable(config: RunConfig) -> dict[str, Any]:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from rich.console import Console
     from rich.table import Table
 
     from bench.catalog import resolve_models
+    from bench.console import make_console
     from bench.inventory import describe_model
     from optimizers.registry import all_passes
 
     device = _device(args.device)
-    console = Console()
+    console = make_console()
     try:
         specs = resolve_models(("dcgan", "vae", "unet"), tuple(args.custom_models or ()))
     except ValueError as exc:

@@ -18,6 +18,15 @@ from rich.progress import (
 )
 from rich.table import Table
 
+
+def make_console() -> Console:
+    """A console that does not wrap tables at 80 columns when writing to a log or CI."""
+    console = Console()
+    if not console.is_terminal:
+        console.width = max(console.width, 140)
+    return console
+
+
 STATUS_STYLE = {"ok": "green", "skipped": "yellow", "error": "red", "oom": "magenta"}
 
 

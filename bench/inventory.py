@@ -24,7 +24,8 @@ class ModelInfo:
 
 def _shape(t: torch.Tensor) -> str:
     dtype = str(t.dtype).removeprefix("torch.")
-    return "x".join(str(d) for d in t.shape) + f" {dtype}"
+    shape = "x".join(str(d) for d in t.shape)
+    return shape if dtype == "float32" else f"{shape} {dtype}"
 
 
 def describe_model(spec: ModelSpec, size: str) -> ModelInfo:
