@@ -6,6 +6,8 @@ forwarded (`nox -s tests -- -k runner`, `nox -s bench -- --models unet`).
 
 from __future__ import annotations
 
+import shutil
+
 import nox
 
 PYPROJECT = nox.project.load_toml("pyproject.toml")
@@ -47,3 +49,35 @@ def bench(session: nox.Session) -> None:
     """The default benchmark matrix on the best device present."""
     session.install(TORCH, "-e", ".[onnx,prune]")
     session.run("python", "-m", "bench", "run", *session.posargs)
+
+
+NIGHTLY_MATRIX = (
+    "--device", "cpu", "--models", "dcgan,vae,unet", "--size", "tiny", "--pipelines", "fp32,bf16,channels_last",
+    "--batch-sizes", "1,4", "--seed", "0", "--time-budget", "1", "--min-samples", "30",
+)  # fmt: skip
+
+
+@nox.session(python=PYTHONS[0], default=False)
+def nightly(session: nox.Session) -> None:
+    """A small fixed CPU matrix, run 3 times, checked against the committed baseline of this machine class.
+
+    One intra-op thread: on a shared machine a multi-threaded forward whose threads cannot all get a
+    core stalls at every barrier (dcgan tiny: 0.5 ms -> 170 ms measured). Three merged runs let compare
+    see run-to-run drift ("noisy") instead of crying wolf. Writes results/nightly/{merged,report.html,
+    summary.md}; exit 1 on a regression. `nox -s nightly -- --save` records this machine's baseline instead.
+    """
+    session.install(TORCH, "-e", ".[report]")
+    out = "results/nightly"
+    shutil.rmtree(out, ignore_errors=True)
+    runs = [f"{out}/run{i}" for i in (1, 2, 3)]
+    for run in runs:
+        session.run("python", "-m", "bench", "run", *NIGHTLY_MATRIX, "--out", run, env={"OMP_NUM_THREADS": "1"})
+    session.run("python", "-m", "bench", "merge", *runs, "--out", f"{out}/merged")
+    session.run("python", "-m", "bench", "report", f"{out}/merged", "--html", f"{out}/report.html")
+    if "--save" in session.posargs:
+        session.run("python", "-m", "bench", "baseline", "save", f"{out}/merged", "--force")
+        return
+    session.run(
+        "python", "-m", "bench", "baseline", "check", f"{out}/merged", "--markdown", f"{out}/summary.md",
+        "--fail-on-regression", "--missing-ok",
+    )  # fmt: skip
