@@ -56,6 +56,7 @@ CELL_COLUMNS: dict[str, str] = {
     "params": "Int64",
     "gflops_per_item": "float64",
     "achieved_gflops": "float64",
+    "pct_of_peak": "float64",
     "energy_j_per_item": "float64",
     "avg_power_w": "float64",
     "psnr_db": "float64",

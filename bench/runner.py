@@ -29,6 +29,7 @@ from bench.energy import PowerSampler, nvml_power_reader
 from bench.envinfo import git_sha
 from bench.fidelity import compare_outputs
 from bench.memory import PeakRSS, device_peak_mb, module_size, reset_device_peak
+from bench.peak import PeakResult, read_cached
 from bench.results import ResultWriter
 from bench.runtimes import first_tensor, load
 from bench.timing import HostTimer, SamplingPolicy, sample_adaptively, summarize, timer_for
@@ -105,6 +106,7 @@ class Runner:
         self._references: dict[tuple[str, str, int], _Reference] = {}
         self._modules: dict[tuple[str, str], torch.nn.Module] = {}
         self._power_reader = nvml_power_reader(device.index or 0) if device.is_cuda else None
+        self.peak = usable_peak(device, self.device_name)
 
     # ----------------------------------------------------------------- references
     def _base_module(self, spec: ModelSpec, size: str) -> torch.nn.Module:
@@ -264,6 +266,7 @@ class Runner:
             params=params,
             gflops_per_item=gflops_per_item,
             achieved_gflops=gflops_per_item * throughput,
+            pct_of_peak=pct_of_peak(self.peak, artifact.precision, gflops_per_item * throughput * 1e9, self.device),
             energy_j_per_item=energy.joules / items_run if energy else math.nan,
             avg_power_w=energy.avg_power_w if energy else math.nan,
             psnr_db=fidelity.psnr_db,
@@ -273,6 +276,35 @@ class Runner:
             notes="; ".join(notes),
         )
         return sampled.latencies_ms
+
+
+def usable_peak(device: Device, name: str) -> PeakResult | None:
+    """The device's cached measured peak (`python -m bench peak`), if one matches this process.
+
+    Measuring a peak takes minutes, so a run never does it implicitly; without a
+    cached peak the `pct_of_peak` column stays empty.
+    """
+    cached = read_cached(name)
+    if cached is None or cached.kind != device.kind:
+        return None
+    if not device.is_cuda and cached.threads != torch.get_num_threads():
+        return None
+    return cached
+
+
+#: which measured GEMM rate bounds a row of each precision; fp32 on CUDA convolutions runs
+#: as TF32 by default in PyTorch (cudnn.allow_tf32), so its ceiling is the TF32 rate.
+_PEAK_KEY = {"fp32": "fp32", "bf16": "bf16", "fp16": "fp16", "int8": "int8", "mixed": "fp16"}
+
+
+def pct_of_peak(peak: PeakResult | None, precision: str, achieved_flops_s: float, device: Device) -> float:
+    if peak is None:
+        return math.nan
+    key = _PEAK_KEY.get(precision, "fp32")
+    if key == "fp32" and device.is_cuda and "tf32" in peak.flops:
+        key = "tf32"
+    rate = peak.flops.get(key)
+    return 100.0 * achieved_flops_s / rate if rate else math.nan
 
 
 def _artifact_bytes(artifact: Artifact) -> int | None:

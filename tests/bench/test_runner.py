@@ -121,3 +121,29 @@ def test_the_reference_module_is_not_mutated_by_passes(tmp_path) -> None:
     assert all(p.dtype == torch.float32 for p in module.parameters())
     frame = runner.writer.frame()
     assert frame.iloc[3]["psnr_db"] == math.inf  # fp32 after bf16 and channels_last is still exact
+
+
+def test_pct_of_peak_uses_the_cached_peak_of_the_rows_precision(run_matrix, tmp_path, monkeypatch) -> None:
+    import json
+
+    import torch
+
+    from bench.devices import device_name
+    from bench.peak import CACHE_VERSION, cache_path
+
+    monkeypatch.setenv("GENBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    frame = run_matrix(models=("dcgan",), pipelines=("fp32", "bf16"), batch_sizes=(2,))
+    assert frame["pct_of_peak"].isna().all()  # no cached peak: nothing invented
+
+    path = cache_path(device_name(Device("cpu")))
+    path.parent.mkdir(parents=True)
+    peak = {
+        "cache_version": CACHE_VERSION, "device": "cpu", "device_name": device_name(Device("cpu")), "kind": "cpu",
+        "measured_at": "now", "torch_version": torch.__version__, "threads": torch.get_num_threads(),
+        "memory_bytes": 1, "flops": {"fp32": 100e9, "bf16": 1e9}, "skipped": {}, "copy_bytes_s": 1e10, "details": [],
+    }  # fmt: skip
+    path.write_text(json.dumps(peak))
+    frame = run_matrix(models=("dcgan",), pipelines=("fp32", "bf16"), batch_sizes=(2,))
+    fp32, bf16 = frame.iloc[0], frame.iloc[1]
+    assert fp32["pct_of_peak"] == pytest.approx(fp32["achieved_gflops"] / 100 * 100)
+    assert bf16["pct_of_peak"] == pytest.approx(bf16["achieved_gflops"] / 1 * 100)
