@@ -33,12 +33,24 @@ def resolve_pipelines(texts: tuple[str, ...] | None, device: Device) -> list[Pip
         if not any(p.text == "fp32" for p in pipelines):
             pipelines.insert(0, parse_pipeline("fp32"))
         return pipelines
-    chosen = []
+    return [p for p in default_pipelines(device) if p.passes and excluded_reason(p, device) is None]
+
+
+def default_pipelines(device: Device) -> list[Pipeline]:
+    """Every default candidate whose passes are registered in this install."""
+    parsed = []
     for text in DEFAULT_PIPELINES:
         try:
-            pipeline = parse_pipeline(text)
+            parsed.append(parse_pipeline(text))
         except PipelineError:
             continue  # a default whose pass is not registered in this install
-        if all(step.applies_to(device) is None for step in pipeline.passes):
-            chosen.append(pipeline)
-    return chosen
+    return parsed
+
+
+def excluded_reason(pipeline: Pipeline, device: Device) -> str | None:
+    """Why a default candidate stays out of the default matrix on ``device`` (None: it is in)."""
+    for step in pipeline.passes:
+        reason = step.applies_to(device) or step.default_exclusion(device)
+        if reason is not None:
+            return f"{step.spec}: {reason}"
+    return None

@@ -150,6 +150,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"[bold]genbench[/] run {run_id}: {len(cells)} cells on {device} "
         f"({len(specs)} models x {len(pipelines)} pipelines x {len(config.batch_sizes)} batch sizes) -> {out_dir}"
     )
+    if config.pipelines is None:
+        from bench.catalog import default_pipelines, excluded_reason
+
+        for pipeline in default_pipelines(device):
+            reason = excluded_reason(pipeline, device)
+            if reason is not None:
+                console.print(f"  [dim]left out of the default matrix: {reason}[/]")
     runner_started = time.perf_counter()
     with cell_progress(console, len(cells)) as progress:
         task = progress.add_task("cells", total=len(cells))

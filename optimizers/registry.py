@@ -91,6 +91,14 @@ class Pass(ABC):
         """
         return self.available()
 
+    def default_exclusion(self, device: Device) -> str | None:
+        """None if the pass belongs in the default matrix on this device, else why it is left out.
+
+        For passes that run but cannot pay off (bf16 emulated on a CPU without bf16
+        instructions): asked for explicitly they are measured; by default they are not.
+        """
+        return None
+
     @abstractmethod
     def apply(self, artifact: Artifact, ctx: PassContext) -> Artifact:
         """Return a new artifact; never mutate ``artifact``."""

@@ -7,7 +7,7 @@ from typing import ClassVar
 
 import torch
 
-from bench.devices import Device, supports_dtype
+from bench.devices import Device, emulated_dtype, supports_dtype
 from optimizers.artifact import Artifact, TorchArtifact, present_inputs
 from optimizers.registry import Pass, PassContext, PipelineError, register_pass
 
@@ -36,6 +36,9 @@ class _CastPass(Pass):
 
     def applies_to(self, device: Device) -> str | None:
         return supports_dtype(device, self.name)
+
+    def default_exclusion(self, device: Device) -> str | None:
+        return emulated_dtype(device, self.name)
 
     def apply(self, artifact: Artifact, ctx: PassContext) -> Artifact:
         art = _torch_artifact(artifact)

@@ -147,3 +147,16 @@ def test_pct_of_peak_uses_the_cached_peak_of_the_rows_precision(run_matrix, tmp_
     fp32, bf16 = frame.iloc[0], frame.iloc[1]
     assert fp32["pct_of_peak"] == pytest.approx(fp32["achieved_gflops"] / 100 * 100)
     assert bf16["pct_of_peak"] == pytest.approx(bf16["achieved_gflops"] / 1 * 100)
+
+
+def test_default_matrix_leaves_out_emulated_precisions_but_explicit_requests_run() -> None:
+    from bench.catalog import resolve_pipelines
+    from bench.devices import emulated_dtype, supports_dtype
+
+    cpu = Device("cpu")
+    defaults = [p.text for p in resolve_pipelines(None, cpu)]
+    assert defaults[0] == "fp32" and "channels_last" in defaults
+    assert ("bf16" in defaults) == (emulated_dtype(cpu, "bf16") is None)
+    assert ("fp16" in defaults) == (supports_dtype(cpu, "fp16") is None)
+    explicit = [p.text for p in resolve_pipelines(("bf16",), cpu)]
+    assert explicit == ["fp32", "bf16"]
