@@ -1,0 +1,226 @@
+"""Run an ONNX artifact with ONNX Runtime on the CPU, CUDA or TensorRT execution provider.
+
+onnxruntime is imported inside :class:`OrtRuntime`, never at module import, so
+``import bench`` stays light and a missing onnxruntime only fails the cells
+that need it.
+
+What is timed: ``run`` is one ``InferenceSession.run`` call. On the CPU EP the
+inputs are numpy arrays already in the model's declared dtypes (``prepare``
+casts them once, untimed). On the CUDA/TensorRT EPs the inputs are torch CUDA
+tensors bound with IO binding, so no host<->device copy is inside the timed call.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from bench.devices import Device
+from optimizers.artifact import OnnxArtifact
+
+#: the pass/artifact short name of a provider -> onnxruntime's execution-provider name
+PROVIDERS: dict[str, str] = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "trt": "TensorrtExecutionProvider",
+}
+
+#: ONNX tensor type strings (as InferenceSession reports them) -> numpy dtypes
+_NUMPY_TYPES: dict[str, type[np.generic]] = {
+    "tensor(float)": np.float32,
+    "tensor(float16)": np.float16,
+    "tensor(double)": np.float64,
+    "tensor(int64)": np.int64,
+    "tensor(int32)": np.int32,
+    "tensor(int16)": np.int16,
+    "tensor(int8)": np.int8,
+    "tensor(uint8)": np.uint8,
+    "tensor(bool)": np.bool_,
+}
+
+_TORCH_TYPES: dict[str, torch.dtype] = {
+    "tensor(float)": torch.float32,
+    "tensor(float16)": torch.float16,
+    "tensor(bfloat16)": torch.bfloat16,
+    "tensor(double)": torch.float64,
+    "tensor(int64)": torch.int64,
+    "tensor(int32)": torch.int32,
+    "tensor(int16)": torch.int16,
+    "tensor(int8)": torch.int8,
+    "tensor(uint8)": torch.uint8,
+    "tensor(bool)": torch.bool,
+}
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (affinity mask, not the machine's count: containers and taskset)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def provider_for(artifact: OnnxArtifact, device: Device) -> str:
+    """The short provider name to use: the artifact's choice, else the device's natural one."""
+    if artifact.provider is not None:
+        if artifact.provider not in PROVIDERS:
+            raise ValueError(
+                f"unknown onnxruntime provider {artifact.provider!r}; choose from {', '.join(PROVIDERS)}"
+            )
+        return artifact.provider
+    return "cuda" if device.is_cuda else "cpu"
+
+
+@dataclass(frozen=True)
+class _Input:
+    name: str
+    position: int  # which of the model's positional inputs feeds it
+    type: str  # ONNX type string, e.g. "tensor(float)"
+
+
+def _input_positions(names: list[str]) -> list[int]:
+    """Map session inputs to positional model inputs.
+
+    The ``onnx`` pass names inputs ``input_0, input_1, ...``, so an input the
+    exporter dropped (unused by the graph) does not shift the others; any other
+    naming is taken positionally.
+    """
+    if all(n.startswith("input_") and n[len("input_") :].isdigit() for n in names):
+        return [int(n[len("input_") :]) for n in names]
+    return list(range(len(names)))
+
+
+class OrtRuntime:
+    """One onnxruntime session for one artifact; see the module docstring for what is timed."""
+
+    def __init__(self, artifact: OnnxArtifact, device: Device) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            raise RuntimeError(
+                f"ONNX artifacts run on onnxruntime, which is not importable here ({exc}); "
+                "pip install 'genbench[onnx]'"
+            ) from exc
+        self.artifact = artifact
+        self.device = device
+        self.provider = provider_for(artifact, device)
+        ep = PROVIDERS[self.provider]
+        if self.provider != "cpu":
+            if not device.is_cuda:
+                raise RuntimeError(f"{ep} needs a CUDA device; this cell runs on {device}")
+            if ep not in ort.get_available_providers():
+                raise RuntimeError(
+                    f"onnxruntime {ort.__version__} has no {ep} (available: {', '.join(ort.get_available_providers())}); "
+                    "install onnxruntime-gpu"
+                )
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = usable_cores()
+        options.log_severity_level = 3  # errors only: ORT's warnings (unused initializers...) are noise here
+        self.session = ort.InferenceSession(str(artifact.path), options, providers=self._providers(ep))
+        active = self.session.get_providers()[0]
+        if active != ep:  # onnxruntime silently falls back to the CPU when an EP fails to load
+            raise RuntimeError(f"onnxruntime did not start {ep} (the session runs on {active})")
+        self.runtime_name = f"onnxruntime:{active}"
+        names = [i.name for i in self.session.get_inputs()]
+        self.inputs = [
+            _Input(i.name, pos, i.type)
+            for i, pos in zip(self.session.get_inputs(), _input_positions(names), strict=True)
+        ]
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        self._binding: Any = None
+
+    def _providers(self, ep: str) -> list[Any]:
+        index = self.device.index or 0
+        if ep == "CPUExecutionProvider":
+            return [ep]
+        chain: list[Any] = [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
+        if ep == "TensorrtExecutionProvider":
+            chain.insert(0, (ep, {"device_id": index}))
+        return chain
+
+    @property
+    def on_device(self) -> bool:
+        return self.provider != "cpu"
+
+    # ------------------------------------------------------------------ prepare
+    def prepare(self, inputs: tuple[torch.Tensor, ...]) -> Any:
+        """Inputs in the model's declared dtypes: numpy on the CPU EP, bound CUDA tensors otherwise."""
+        if len(inputs) < max((i.position for i in self.inputs), default=-1) + 1:
+            raise ValueError(f"the ONNX model wants {len(self.inputs)} inputs, got {len(inputs)}")
+        if self.on_device:
+            return self._bind(inputs)
+        feed: dict[str, np.ndarray] = {}
+        for spec in self.inputs:
+            dtype = _NUMPY_TYPES.get(spec.type)
+            if dtype is None:
+                raise TypeError(f"input {spec.name!r} has type {spec.type}, which numpy cannot feed")
+            feed[spec.name] = np.ascontiguousarray(
+                inputs[spec.position].detach().cpu().numpy().astype(dtype, copy=False)
+            )
+        return feed
+
+    def _bind(self, inputs: tuple[torch.Tensor, ...]) -> tuple[Any, list[torch.Tensor]]:
+        """CUDA/TensorRT EP only (not exercised by the CPU test suite): bind device tensors with IO binding.
+
+        Inputs become contiguous CUDA tensors in the declared dtype, bound by
+        pointer (``bind_input`` with ``buffer_ptr``); outputs are bound to the
+        device and allocated by onnxruntime. The tensors are returned with the
+        binding so they stay alive as long as it does.
+        """
+        binding = self.session.io_binding()
+        index = self.device.index or 0
+        kept: list[torch.Tensor] = []
+        for spec in self.inputs:
+            dtype = _TORCH_TYPES.get(spec.type)
+            if dtype is None:
+                raise TypeError(f"input {spec.name!r} has type {spec.type}, which cannot be bound from torch")
+            tensor = inputs[spec.position].to(self.device.torch_name, dtype).contiguous()
+            kept.append(tensor)
+            binding.bind_input(
+                name=spec.name,
+                device_type="cuda",
+                device_id=index,
+                element_type=_numpy_element_type(dtype),
+                shape=tuple(tensor.shape),
+                buffer_ptr=tensor.data_ptr(),
+            )
+        for name in self.output_names:
+            binding.bind_output(name, "cuda", index)
+        return binding, kept
+
+    # ------------------------------------------------------------------ run
+    def run(self, prepared: Any) -> Any:
+        if self.on_device:  # CUDA/TensorRT EP path (IO binding); untested on CPU-only machines
+            binding, _ = prepared
+            self.session.run_with_iobinding(binding)
+            return binding.get_outputs()
+        return self.session.run(None, prepared)
+
+    def to_torch(self, output: Any) -> torch.Tensor:
+        """The first output as an fp32 CPU tensor (a device OrtValue is copied to the host here, untimed)."""
+        first = output[0]
+        array = first if isinstance(first, np.ndarray) else first.numpy()
+        return torch.from_numpy(np.asarray(array)).float()
+
+
+def _numpy_element_type(dtype: torch.dtype) -> Any:
+    """The numpy type IO binding's ``element_type`` wants for a torch dtype (bf16 has none in numpy)."""
+    mapping: dict[torch.dtype, Any] = {
+        torch.float32: np.float32,
+        torch.float16: np.float16,
+        torch.float64: np.float64,
+        torch.int64: np.int64,
+        torch.int32: np.int32,
+        torch.int16: np.int16,
+        torch.int8: np.int8,
+        torch.uint8: np.uint8,
+        torch.bool: np.bool_,
+    }
+    if dtype not in mapping:
+        raise TypeError(f"cannot bind a {dtype} tensor with onnxruntime IO binding")
+    return mapping[dtype]
