@@ -15,6 +15,14 @@ DEFAULT_PIPELINES: tuple[str, ...] = (
     "bf16",
     "channels_last",
     "compile",
+    "cudagraph",
+    "ort",
+    "int8",
+    "prune:0.5",
+    "prune:0.5+int8",
+    "fp16+sparse24",
+    "tensorrt:fp16",
+    "tensorrt:int8",
 )
 
 

@@ -156,7 +156,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         for pipeline in default_pipelines(device):
             reason = excluded_reason(pipeline, device)
             if reason is not None:
-                console.print(f"  [dim]left out of the default matrix: {reason}[/]")
+                console.print(f"  [dim]left out of the default matrix: {pipeline.text} ({reason})[/]")
     runner_started = time.perf_counter()
     with cell_progress(console, len(cells)) as progress:
         task = progress.add_task("cells", total=len(cells))
