@@ -140,6 +140,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     run_id = dt.datetime.now().strftime("%Y%m%d-%H%M%S") + f"-{device.kind}"
     out_dir = Path(config.out) if config.out else Path("results") / run_id
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"--out {out_dir} is a file, not a folder")
+    if (out_dir / "cells.csv").exists():
+        raise UsageError(f"{out_dir} already holds a run; choose another --out or remove it")
     writer = ResultWriter(out_dir)
     env = capture_environment()
     writer.write_env({**env, "run_id": run_id, "device": str(device), "config": _jsonable(config)})

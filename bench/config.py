@@ -45,6 +45,7 @@ class RunConfig:
     keep_artifacts: bool = False
 
     def __post_init__(self) -> None:
+        self._check_types()
         if self.device is not None:
             try:
                 parse_device(self.device)
@@ -72,6 +73,32 @@ class RunConfig:
             raise ConfigError("warm-up must be >= 0 seconds")
 
 
+    def _check_types(self) -> None:
+        """TOML values arrive untyped: reject `seed = "x"` here rather than as an error row per cell."""
+        expected: dict[str, tuple[type, ...]] = {
+            "device": (str, type(None)),
+            "size": (str,),
+            "out": (str, type(None)),
+            "time_budget_s": (int, float),
+            "min_samples": (int,),
+            "warmup_s": (int, float),
+            "min_psnr_db": (int, float),
+            "seed": (int,),
+            "keep_artifacts": (bool,),
+        }
+        for name, types in expected.items():
+            value = getattr(self, name)
+            numeric = int in types or float in types
+            if not isinstance(value, types) or (numeric and isinstance(value, bool)):
+                wanted = " or ".join("none" if t is type(None) else t.__name__ for t in types)
+                raise ConfigError(f"{name} must be {wanted}, got {value!r}")
+
+
+def _unique(items: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Drop repeats, keeping the first: `fp32,fp32` would run the same cell twice."""
+    return tuple(dict.fromkeys(items))
+
+
 _TUPLE_FIELDS = {"models", "custom_models", "pipelines"}
 _INT_TUPLE_FIELDS = {"batch_sizes"}
 
@@ -81,11 +108,13 @@ def _coerce(name: str, value: Any) -> Any:
         items = value.split(",") if isinstance(value, str) else value
         if not isinstance(items, (list, tuple)) or not all(isinstance(i, str) for i in items):
             raise ConfigError(f"{name} must be a list of strings or a comma-separated string")
-        return tuple(i.strip() for i in items if i.strip())
+        return _unique(tuple(i.strip() for i in items if i.strip()))
     if name in _INT_TUPLE_FIELDS:
         items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, (list, tuple)) or any(isinstance(i, (bool, float)) for i in items):
+            raise ConfigError(f"{name} must be integers, got {value!r}")
         try:
-            return tuple(int(i) for i in items)
+            return _unique(tuple(int(i) for i in items))
         except (TypeError, ValueError):
             raise ConfigError(f"{name} must be integers, got {value!r}") from None
     return value

@@ -96,7 +96,7 @@ def summary_tables(frame: pd.DataFrame) -> list[Table]:
                 shown = f"{status} [{number}]"
             if status == "ok" and row.noisy:
                 shown = "noisy"
-            if status == "ok" and row.fidelity_ok is False:
+            if status == "ok" and not pd.isna(row.fidelity_ok) and not bool(row.fidelity_ok):
                 shown += ", low PSNR"
             table.add_row(
                 str(row.pipeline),

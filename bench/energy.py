@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -89,8 +90,23 @@ def nvml_power_reader(gpu_index: int) -> Callable[[], float] | None:
         import pynvml
 
         pynvml.nvmlInit()
-        handle = pynvml.nvmlDeviceGetHandleByIndex(gpu_index)
+        handle = nvml_handle(pynvml, gpu_index)
         pynvml.nvmlDeviceGetPowerUsage(handle)  # fails early where power readings are not permitted
     except Exception:
         return None
     return lambda: pynvml.nvmlDeviceGetPowerUsage(handle) / 1000.0
+
+
+def nvml_handle(pynvml: Any, torch_index: int) -> Any:
+    """NVML's handle for torch's GPU ``torch_index``.
+
+    Matched by UUID: under CUDA_VISIBLE_DEVICES torch renumbers the GPUs it sees,
+    while NVML numbers every GPU of the machine, so the indices can disagree.
+    """
+    import torch
+
+    uuid = getattr(torch.cuda.get_device_properties(torch_index), "uuid", None)
+    if uuid is not None:
+        text = str(uuid)
+        return pynvml.nvmlDeviceGetHandleByUUID(text if text.startswith("GPU-") else f"GPU-{text}")
+    return pynvml.nvmlDeviceGetHandleByIndex(torch_index)

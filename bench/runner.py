@@ -9,7 +9,9 @@ stay on disk.
 from __future__ import annotations
 
 import contextlib
+import copy
 import datetime as dt
+import gc
 import math
 import shutil
 import socket
@@ -100,6 +102,8 @@ class Runner:
         self.policy = SamplingPolicy(
             min_samples=config.min_samples, time_budget_s=config.time_budget_s, warmup_s=config.warmup_s
         )
+        if device.is_cuda:
+            torch.cuda.set_device(device.torch_name)  # events, streams and graphs use the current device
         self.timer = timer_for(device)
         self.host = socket.gethostname()
         self.device_name = device_name(device)
@@ -110,22 +114,32 @@ class Runner:
 
     # ----------------------------------------------------------------- references
     def _base_module(self, spec: ModelSpec, size: str) -> torch.nn.Module:
+        """The fp32 model as built, kept on the CPU between cells.
+
+        On a GPU each cell gets its own device copy (``_device_copy``), so one cell's
+        device-memory peak holds that cell's model and nothing left from another.
+        """
         key = (spec.name, size)
         if key not in self._modules:
             self._modules.clear()  # one model resident at a time: cells are model-major
             self._references.clear()
-            self._modules[key] = spec.build(size).to(self.device.torch_name)
+            self._modules[key] = spec.build(size)
         return self._modules[key]
+
+    def _device_copy(self, module: torch.nn.Module) -> torch.nn.Module:
+        return module if not self.device.is_cuda else copy.deepcopy(module).to(self.device.torch_name)
 
     def _reference(self, cell: Cell) -> _Reference:
         key = (cell.spec.name, cell.size, cell.batch_size)
         if key not in self._references:
             module = self._base_module(cell.spec, cell.size)
+            on_device = self._device_copy(module)
             inputs = cell.spec.example_inputs(cell.batch_size, cell.size, self.config.seed)
             placed = present_inputs(inputs, self.device.torch_name, torch.float32, False)
             with _strict_fp32(self.device), torch.inference_mode():
-                output = first_tensor(module(*placed)).detach().float().cpu()
-            flops = count_flops(module, placed)
+                output = first_tensor(on_device(*placed)).detach().float().cpu()
+            flops = count_flops(on_device, placed)
+            del on_device
             self._references[key] = _Reference(module, inputs, output, flops)
         return self._references[key]
 
@@ -214,10 +228,9 @@ class Runner:
         )
         flops = ref.flops
         last_torch: TorchArtifact | None = None
-        reset_device_peak(self.device)
         with PeakRSS() as rss:
             t0 = time.perf_counter()
-            artifact: Artifact = TorchArtifact(module=ref.module)
+            artifact: Artifact = TorchArtifact(module=self._device_copy(ref.module))
             for step in cell.pipeline.passes:
                 artifact = step.apply(artifact, ctx)
                 if isinstance(artifact, TorchArtifact):
@@ -228,14 +241,20 @@ class Runner:
             synchronize(self.device)
             row["build_s"] = time.perf_counter() - t0
 
+            # The device peak from here on is what running the optimized model needs:
+            # its weights, activations and workspace, not the build's intermediate copies.
+            _release_device_cache(self.device)
+            reset_device_peak(self.device)
             runtime = load(artifact, self.device)
             prepared = runtime.prepare(ref.inputs)
             first = HostTimer(synchronize=lambda: synchronize(self.device))
-            output_box: list[Any] = []
-            row["first_call_ms"] = first.measure(lambda: output_box.append(runtime.run(prepared)))
+            first_output: list[Any] = []
+            row["first_call_ms"] = first.measure(lambda: first_output.append(runtime.run(prepared)))
+            # Converted before any further call: CUDA-graph replays (cudagraph, compile:reduce-overhead)
+            # write into the same output buffer.
+            output = runtime.to_torch(first_output.pop())
             with self._power_sampler() as power:
                 sampled = sample_adaptively(lambda: self.timer.measure(lambda: runtime.run(prepared)), self.policy)
-            output = runtime.to_torch(output_box[0])
 
         stats = summarize(sampled.latencies_ms)
         fidelity = compare_outputs(ref.output, output)
@@ -315,6 +334,12 @@ def _artifact_bytes(artifact: Artifact) -> int | None:
     total = path.stat().st_size if path.is_file() else 0
     data = path.with_name(path.name + ".data")  # ONNX external weights, if any
     return total + (data.stat().st_size if data.is_file() else 0)
+
+
+def _release_device_cache(device: Device) -> None:
+    if device.is_cuda:
+        gc.collect()
+        torch.cuda.empty_cache()
 
 
 def _where(exc: BaseException) -> str:

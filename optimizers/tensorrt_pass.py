@@ -38,9 +38,15 @@ def cache_dir() -> Path:
     return path
 
 
-def engine_key(ctx: PassContext, mode: str, trt_version: str, gpu_name: str, batch: int) -> str:
-    text = "|".join([ctx.cache_key, mode, str(batch), ",".join(map(str, ctx.batch_sizes)), trt_version, gpu_name])
-    return hashlib.sha256(text.encode()).hexdigest()[:24]
+def engine_key(ctx: PassContext, onnx_path: Path, mode: str, trt_version: str, gpu_name: str, batch: int) -> str:
+    """Cache key of an engine; the ONNX file's own bytes are in it, so a changed model never loads a stale engine."""
+    digest = hashlib.sha256()
+    for text in (ctx.cache_key, mode, str(batch), ",".join(map(str, ctx.batch_sizes)), trt_version, gpu_name):
+        digest.update(text.encode() + b"|")
+    for path in (onnx_path, onnx_path.with_name(onnx_path.name + ".data")):
+        if path.is_file():
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:24]
 
 
 @register_pass
@@ -74,7 +80,7 @@ class TensorRT(Pass):
         mode = self.arg or "fp32"
         batch = int(ctx.example_inputs[0].shape[0])
         gpu = torch.cuda.get_device_name(ctx.device.torch_name)
-        key = engine_key(ctx, mode, trt.__version__, gpu, batch)
+        key = engine_key(ctx, artifact.path, mode, trt.__version__, gpu, batch)
         engine_path = cache_dir() / f"{key}.engine"
         precision = {"fp32": "fp32", "fp16": "fp16", "bf16": "bf16", "int8": "int8", "best": "mixed"}[mode]
         if engine_path.is_file():
@@ -97,6 +103,8 @@ class TensorRT(Pass):
             raise RuntimeError(f"TensorRT could not parse the ONNX model: {errors}")
         config = builder.create_builder_config()
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, WORKSPACE_BYTES)
+        if mode == "fp32":
+            config.clear_flag(trt.BuilderFlag.TF32)  # TF32 is on by default; an fp32 row must be fp32
         if mode in ("fp16", "best"):
             config.set_flag(trt.BuilderFlag.FP16)
         if mode in ("bf16", "best"):

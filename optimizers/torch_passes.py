@@ -113,9 +113,9 @@ class Compile(Pass):
 class _GraphReplay(torch.nn.Module):
     """Replays one captured CUDA graph; inputs are copied into the captured buffers first.
 
-    The copy is skipped when the caller passes the very buffers that were captured,
-    which is what the runner does (inputs are prepared once), so the timed call is
-    the replay alone.
+    That device-to-device copy of the inputs is part of every timed call, as it is in
+    a serving loop that feeds a graph new inputs; it is skipped only when the caller
+    passes the captured buffers themselves.
     """
 
     def __init__(self, module: torch.nn.Module, example: tuple[torch.Tensor, ...]) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -28,6 +27,7 @@ TINY = ["--size", "tiny", "--time-budget", "0.1", "--min-samples", "3"]
         (["run", "--model", "no_such_module_xyz:factory"], "no_such_module_xyz"),
         (["run", "--model", "nocolon"], "pkg.module:factory"),
         (["run", "--time-budget", "-1"], "--time-budget must be > 0"),
+        (["run", "--batch-sizes", "1.5"], "batch_sizes must be integers"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(argv, message, capsys, tmp_path, monkeypatch) -> None:
@@ -108,11 +108,12 @@ def test_list_shows_models_and_passes(capsys) -> None:
         assert word in out
 
 
-@pytest.mark.parametrize("command", ["run", "list", "env"])
-def test_help_has_examples(command) -> None:
+@pytest.mark.parametrize("command", ["run", "list", "env", "compare", "report", "merge", "devices", "peak", "project"])
+def test_help_has_examples(command, capsys) -> None:
     with pytest.raises(SystemExit) as exc:
         main([command, "--help"])
     assert exc.value.code == 0
+    assert "example" in capsys.readouterr().out
 
 
 def test_module_entry_point_and_light_import() -> None:
@@ -133,4 +134,58 @@ def test_env_prints_json(capsys) -> None:
     assert main(["env"]) == 0
     env = json.loads(capsys.readouterr().out)
     assert "torch" in env["packages"] and env["cpu"]["logical_cores"] >= 1
-    assert Path(env["git_sha"].removesuffix("+dirty")).name  # a sha or "unknown"
+    sha = env["git_sha"].removesuffix("+dirty")
+    assert sha == "unknown" or (len(sha) == 40 and all(c in "0123456789abcdef" for c in sha))
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ("device = 3", "device must be str or none, got 3"),
+        ('seed = "x"', "seed must be int"),
+        ("time_budget_s = true", "time_budget_s must be int or float"),
+        ("batch_sizes = [1.5]", "batch_sizes must be integers"),
+        ('models = "dcgan,gpt"', "unknown model 'gpt'"),
+    ],
+)
+def test_config_values_are_type_checked(tmp_path, capsys, toml, message) -> None:
+    cfg = tmp_path / "run.toml"
+    cfg.write_text(toml + "\n")
+    assert main(["run", "--config", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_repeated_pipelines_and_batch_sizes_run_once(tmp_path) -> None:
+    out = tmp_path / "out"
+    argv = ["run", "--models", "dcgan,dcgan", "--pipelines", "fp32,channels_last,fp32", "--batch-sizes", "2,2"]
+    assert main([*argv, "--out", str(out), *TINY]) == 0
+    frame = read_cells(out)
+    assert list(frame["pipeline"]) == ["fp32", "channels_last"]
+
+
+def test_an_existing_run_folder_is_not_overwritten(tmp_path, capsys) -> None:
+    out = tmp_path / "out"
+    argv = ["run", "--models", "dcgan", "--pipelines", "fp32", "--batch-sizes", "1", "--out", str(out), *TINY]
+    assert main(argv) == 0
+    before = (out / "cells.csv").read_bytes()
+    assert main(argv) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert (out / "cells.csv").read_bytes() == before
+    (tmp_path / "afile").write_text("x")
+    assert main([*argv[:-len(TINY) - 2], "--out", str(tmp_path / "afile"), *TINY]) == 2
+    assert "is a file" in capsys.readouterr().err
+
+
+def test_result_files_are_readable_by_others(tmp_path) -> None:
+    import os
+    import stat
+
+    out = tmp_path / "out"
+    old = os.umask(0o022)
+    try:
+        assert main(["run", "--models", "dcgan", "--pipelines", "fp32", "--batch-sizes", "1", "--out", str(out), *TINY]) == 0
+    finally:
+        os.umask(old)
+    for name in ("cells.csv", "cells.parquet", "cells.json", "samples.csv", "env.json"):
+        assert (out / name).stat().st_mode & stat.S_IROTH, name
