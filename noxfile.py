@@ -29,7 +29,7 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(python=PYTHONS[0], default=False)
 def lint(session: nox.Session) -> None:
-    session.install("ruff")
+    session.install("ruff==0.17.6")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
 
@@ -71,7 +71,9 @@ def nightly(session: nox.Session) -> None:
     shutil.rmtree(out, ignore_errors=True)
     runs = [f"{out}/run{i}" for i in (1, 2, 3)]
     for run in runs:
-        session.run("python", "-m", "bench", "run", *NIGHTLY_MATRIX, "--out", run, env={"OMP_NUM_THREADS": "1"})
+        session.run(
+            "python", "-m", "bench", "run", *NIGHTLY_MATRIX, "--out", run, env={"OMP_NUM_THREADS": "1"}
+        )
     session.run("python", "-m", "bench", "merge", *runs, "--out", f"{out}/merged")
     session.run("python", "-m", "bench", "report", f"{out}/merged", "--html", f"{out}/report.html")
     if "--save" in session.posargs:

@@ -46,15 +46,23 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
         help="bring your own model: factory() returns (module, make_inputs); repeatable",
     )  # fmt: skip
     p.add_argument("--size", help="tiny, small or base (default: small)")
-    p.add_argument("--pipelines", help="comma-separated pipelines, e.g. fp32,bf16+channels_last,compile:max-autotune")
+    p.add_argument(
+        "--pipelines", help="comma-separated pipelines, e.g. fp32,bf16+channels_last,compile:max-autotune"
+    )
     p.add_argument("--batch-sizes", help="comma-separated batch sizes (default: 1,8)")
     p.add_argument("--config", type=Path, help="TOML run file; flags given here override it")
     p.add_argument("--out", help="output folder (default: results/<run_id>)")
-    p.add_argument("--time-budget", type=float, dest="time_budget_s", help="seconds of sampling per cell (default: 2)")
+    p.add_argument(
+        "--time-budget", type=float, dest="time_budget_s", help="seconds of sampling per cell (default: 2)"
+    )
     p.add_argument("--min-samples", type=int, help="samples per cell at least (default: 10)")
-    p.add_argument("--min-psnr", type=float, dest="min_psnr_db", help="quality gate in dB for fidelity_ok (default: 30)")
+    p.add_argument(
+        "--min-psnr", type=float, dest="min_psnr_db", help="quality gate in dB for fidelity_ok (default: 30)"
+    )
     p.add_argument("--seed", type=int, help="seed of the example inputs (default: 0)")
-    p.add_argument("--keep-artifacts", action="store_true", default=None, help="keep exported files under the run folder")
+    p.add_argument(
+        "--keep-artifacts", action="store_true", default=None, help="keep exported files under the run folder"
+    )
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Any]]:
@@ -75,7 +83,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Any]]:
     )
     lst.add_argument("--device", help="device to check passes against (default: best present)")
     lst.add_argument("--model", action="append", dest="custom_models", metavar="PKG.MODULE:FACTORY")
-    sub.add_parser("env", help="print the environment that env.json records", epilog="example:\n  python -m bench env")
+    sub.add_parser(
+        "env", help="print the environment that env.json records", epilog="example:\n  python -m bench env"
+    )
     from bench import analysis_cli, hardware_cli
 
     commands: dict[str, Any] = {"run": cmd_run, "list": cmd_list, "env": cmd_env}
@@ -207,7 +217,9 @@ def cmd_list(args: argparse.Namespace) -> int:
         specs = resolve_models(("dcgan", "vae", "unet"), tuple(args.custom_models or ()))
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    models = Table(title="models (GFLOPs per item at batch 1, counted by torch.utils.flop_counter)", title_justify="left")
+    models = Table(
+        title="models (GFLOPs per item at batch 1, counted by torch.utils.flop_counter)", title_justify="left"
+    )
     for col in ("model", "family", "size", "params", "GFLOPs/item", "inputs (batch 1)", "output", "item"):
         models.add_column(col, justify="right" if col in ("params", "GFLOPs/item") else "left")
     for spec in specs:
@@ -224,7 +236,11 @@ def cmd_list(args: argparse.Namespace) -> int:
     for name, cls in sorted(all_passes().items()):
         reason = cls().applies_to(device) if _constructible(cls) else None
         passes.add_row(
-            name, "/".join(cls.consumes), cls.produces or "same", "yes" if reason is None else f"no: {reason}", cls.summary
+            name,
+            "/".join(cls.consumes),
+            cls.produces or "same",
+            "yes" if reason is None else f"no: {reason}",
+            cls.summary,
         )
     console.print(passes)
     return 0

@@ -72,7 +72,6 @@ class RunConfig:
         if self.warmup_s < 0:
             raise ConfigError("warm-up must be >= 0 seconds")
 
-
     def _check_types(self) -> None:
         """TOML values arrive untyped: reject `seed = "x"` here rather than as an error row per cell."""
         expected: dict[str, tuple[type, ...]] = {
@@ -138,7 +137,9 @@ def build_config(file_values: dict[str, Any], overrides: dict[str, Any]) -> RunC
     valid = {f.name for f in fields(RunConfig)}
     unknown = sorted(set(file_values) - valid)
     if unknown:
-        raise ConfigError(f"unknown config key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(valid))}")
+        raise ConfigError(
+            f"unknown config key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(valid))}"
+        )
     merged = {k: _coerce(k, v) for k, v in file_values.items()}
     merged.update({k: _coerce(k, v) for k, v in overrides.items() if v is not None})
     try:

@@ -116,9 +116,12 @@ def supports_dtype(device: Device, dtype_name: str) -> str | None:
             return f"bf16 needs compute capability >= 8.0; this GPU is {major}.{minor}"
         return None
     if dtype_name == "fp16":
-        has_fp16 = torch.cpu._is_amx_fp16_supported() or getattr(
-            torch.cpu, "_is_avx512_fp16_supported", lambda: False
-        )()
+        has_fp16 = (
+            torch.cpu._is_amx_fp16_supported()
+            or getattr(torch.cpu, "_is_avx512_fp16_supported", lambda: False)()
+        )
         if not has_fp16:
-            return "this CPU has no native fp16 arithmetic (no AVX512-FP16 or AMX-FP16); torch would emulate it"
+            return (
+                "this CPU has no native fp16 arithmetic (no AVX512-FP16 or AMX-FP16); torch would emulate it"
+            )
     return None

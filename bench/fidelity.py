@@ -26,7 +26,9 @@ class Fidelity:
 def compare_outputs(reference: torch.Tensor, output: torch.Tensor) -> Fidelity:
     """PSNR (dB, inf when identical), max absolute error and cosine similarity of the flattened outputs."""
     if reference.shape != output.shape:
-        raise ValueError(f"output shape {tuple(output.shape)} differs from reference {tuple(reference.shape)}")
+        raise ValueError(
+            f"output shape {tuple(output.shape)} differs from reference {tuple(reference.shape)}"
+        )
     ref = reference.detach().double().cpu().flatten()
     out = output.detach().double().cpu().flatten()
     if not torch.isfinite(out).all():

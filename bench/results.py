@@ -140,7 +140,9 @@ class ResultWriter:
 
     def write_env(self, env: dict[str, Any]) -> None:
         payload = {"schema_version": SCHEMA_VERSION, **env}
-        _atomic_write(self.out_dir / "env.json", lambda p: p.write_text(json.dumps(payload, indent=2, default=str)))
+        _atomic_write(
+            self.out_dir / "env.json", lambda p: p.write_text(json.dumps(payload, indent=2, default=str))
+        )
 
     def add(self, row: dict[str, Any], latencies_ms: list[float]) -> None:
         cell_id = row["cell_id"]

@@ -236,7 +236,9 @@ class Runner:
                 if isinstance(artifact, TorchArtifact):
                     last_torch = artifact
                     if step.changes_work:
-                        placed = present_inputs(ref.inputs, self.device.torch_name, artifact.input_dtype, False)
+                        placed = present_inputs(
+                            ref.inputs, self.device.torch_name, artifact.input_dtype, False
+                        )
                         flops = count_flops(artifact.module, placed)
             synchronize(self.device)
             row["build_s"] = time.perf_counter() - t0
@@ -254,7 +256,9 @@ class Runner:
             # write into the same output buffer.
             output = runtime.to_torch(first_output.pop())
             with self._power_sampler() as power:
-                sampled = sample_adaptively(lambda: self.timer.measure(lambda: runtime.run(prepared)), self.policy)
+                sampled = sample_adaptively(
+                    lambda: self.timer.measure(lambda: runtime.run(prepared)), self.policy
+                )
 
         stats = summarize(sampled.latencies_ms)
         fidelity = compare_outputs(ref.output, output)
@@ -285,7 +289,9 @@ class Runner:
             params=params,
             gflops_per_item=gflops_per_item,
             achieved_gflops=gflops_per_item * throughput,
-            pct_of_peak=pct_of_peak(self.peak, artifact.precision, gflops_per_item * throughput * 1e9, self.device),
+            pct_of_peak=pct_of_peak(
+                self.peak, artifact.precision, gflops_per_item * throughput * 1e9, self.device
+            ),
             energy_j_per_item=energy.joules / items_run if energy else math.nan,
             avg_power_w=energy.avg_power_w if energy else math.nan,
             psnr_db=fidelity.psnr_db,

@@ -115,7 +115,9 @@ def register_pass(cls: type[Pass]) -> type[Pass]:
         raise ValueError(f"pass class {cls.__name__} needs a lowercase `name` (got {name!r})")
     existing = PASSES.get(name)
     if existing is not None and existing is not cls:
-        raise ValueError(f"pass name {name!r} is already registered by {existing.__module__}.{existing.__name__}")
+        raise ValueError(
+            f"pass name {name!r} is already registered by {existing.__module__}.{existing.__name__}"
+        )
     PASSES[name] = cls
     return cls
 
@@ -184,7 +186,9 @@ def parse_pipeline(text: str) -> Pipeline:
         name, _, arg = token.partition(":")
         cls = registry.get(name)
         if cls is None:
-            raise PipelineError(f"unknown pass {name!r} in {text!r}; known passes: {', '.join(sorted(registry))}")
+            raise PipelineError(
+                f"unknown pass {name!r} in {text!r}; known passes: {', '.join(sorted(registry))}"
+            )
         if ":" in token and not arg:
             raise PipelineError(f"malformed pipeline {text!r}: {name!r} has an empty argument after ':'")
         step = cls(arg) if ":" in token else cls()

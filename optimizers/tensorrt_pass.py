@@ -38,7 +38,9 @@ def cache_dir() -> Path:
     return path
 
 
-def engine_key(ctx: PassContext, onnx_path: Path, mode: str, trt_version: str, gpu_name: str, batch: int) -> str:
+def engine_key(
+    ctx: PassContext, onnx_path: Path, mode: str, trt_version: str, gpu_name: str, batch: int
+) -> str:
     """Cache key of an engine; the ONNX file's own bytes are in it, so a changed model never loads a stale engine."""
     digest = hashlib.sha256()
     for text in (ctx.cache_key, mode, str(batch), ",".join(map(str, ctx.batch_sizes)), trt_version, gpu_name):
@@ -64,7 +66,9 @@ class TensorRT(Pass):
 
     def available(self) -> str | None:
         if importlib.util.find_spec("tensorrt") is None:
-            return "TensorRT is not installed (pip install genbench[tensorrt] on a machine with an NVIDIA GPU)"
+            return (
+                "TensorRT is not installed (pip install genbench[tensorrt] on a machine with an NVIDIA GPU)"
+            )
         return None
 
     def applies_to(self, device: Device) -> str | None:
@@ -84,13 +88,17 @@ class TensorRT(Pass):
         engine_path = cache_dir() / f"{key}.engine"
         precision = {"fp32": "fp32", "fp16": "fp16", "bf16": "bf16", "int8": "int8", "best": "mixed"}[mode]
         if engine_path.is_file():
-            return TensorRTArtifact(path=engine_path, precision=precision, notes=(f"tensorrt engine cache hit {key}",))
+            return TensorRTArtifact(
+                path=engine_path, precision=precision, notes=(f"tensorrt engine cache hit {key}",)
+            )
         serialized = self._build(trt, artifact.path, mode, batch, ctx)
         tmp = engine_path.with_suffix(".tmp")
         tmp.write_bytes(serialized)
         tmp.replace(engine_path)
         return TensorRTArtifact(
-            path=engine_path, precision=precision, notes=(f"tensorrt {trt.__version__} built {mode} engine {key}",)
+            path=engine_path,
+            precision=precision,
+            notes=(f"tensorrt {trt.__version__} built {mode} engine {key}",),
         )
 
     def _build(self, trt: Any, onnx_path: Path, mode: str, batch: int, ctx: PassContext) -> bytes:
@@ -121,7 +129,9 @@ class TensorRT(Pass):
         config.add_optimization_profile(profile)
         if mode in ("int8", "best"):
             config.set_calibration_profile(profile)
-            config.int8_calibrator = _entropy_calibrator(trt, ctx.calibration(CALIBRATION_BATCHES), ctx.device)
+            config.int8_calibrator = _entropy_calibrator(
+                trt, ctx.calibration(CALIBRATION_BATCHES), ctx.device
+            )
 
         timing_path = cache_dir() / "timing.cache"
         timing = config.create_timing_cache(timing_path.read_bytes() if timing_path.is_file() else b"")

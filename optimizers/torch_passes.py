@@ -107,7 +107,9 @@ class Compile(Pass):
         inputs = present_inputs(ctx.example_inputs, ctx.device.torch_name, art.input_dtype, art.channels_last)
         with torch.inference_mode():
             compiled(*inputs)
-        return art.evolve(module=compiled, compiled=True, notes=(*art.notes, f"compile mode={self.arg or 'default'}"))
+        return art.evolve(
+            module=compiled, compiled=True, notes=(*art.notes, f"compile mode={self.arg or 'default'}")
+        )
 
 
 class _GraphReplay(torch.nn.Module):
@@ -135,7 +137,9 @@ class _GraphReplay(torch.nn.Module):
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
         for static, given in zip(self.static_inputs, inputs, strict=True):
             if static.shape != given.shape:
-                raise ValueError(f"CUDA graph captured for shape {tuple(static.shape)}, got {tuple(given.shape)}")
+                raise ValueError(
+                    f"CUDA graph captured for shape {tuple(static.shape)}, got {tuple(given.shape)}"
+                )
             if static.data_ptr() != given.data_ptr():
                 static.copy_(given)
         self.graph.replay()
@@ -160,7 +164,9 @@ class CudaGraph(Pass):
     def apply(self, artifact: Artifact, ctx: PassContext) -> Artifact:
         art = _torch_artifact(artifact)
         if art.compiled:
-            raise PipelineError("cudagraph cannot wrap a compiled module; use compile:reduce-overhead instead")
+            raise PipelineError(
+                "cudagraph cannot wrap a compiled module; use compile:reduce-overhead instead"
+            )
         inputs = present_inputs(ctx.example_inputs, ctx.device.torch_name, art.input_dtype, art.channels_last)
         module = _GraphReplay(copy.deepcopy(art.module), inputs)
         return art.evolve(module=module, compiled=True, notes=(*art.notes, "cuda graph replay"))

@@ -28,7 +28,9 @@ def run_matrix(tmp_path: Path) -> Callable[..., pd.DataFrame]:
         writer = ResultWriter(tmp_path / "run")
         specs = resolve_models(cfg.models, cfg.custom_models)
         pipelines = resolve_pipelines(cfg.pipelines, device)
-        Runner(cfg, device, writer, run_id="test").run(plan_cells(specs, cfg.size, pipelines, cfg.batch_sizes))
+        Runner(cfg, device, writer, run_id="test").run(
+            plan_cells(specs, cfg.size, pipelines, cfg.batch_sizes)
+        )
         return writer.frame()
 
     return run

@@ -75,12 +75,30 @@ def test_config_file_with_overrides_runs(tmp_path) -> None:
     frame = read_cells(out)
     assert set(frame["model"]) == {"dcgan"}  # the flag overrode the file
     assert list(frame["pipeline"]) == ["fp32", "channels_last"]
-    assert (out / "env.json").is_file() and (out / "samples.csv").is_file() and (out / "cells.parquet").is_file()
+    assert (
+        (out / "env.json").is_file() and (out / "samples.csv").is_file() and (out / "cells.parquet").is_file()
+    )
 
 
 def test_pipelines_without_fp32_still_get_the_baseline(tmp_path) -> None:
     out = tmp_path / "out"
-    assert main(["run", "--models", "dcgan", "--pipelines", "channels_last", "--batch-sizes", "1", "--out", str(out), *TINY]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--models",
+                "dcgan",
+                "--pipelines",
+                "channels_last",
+                "--batch-sizes",
+                "1",
+                "--out",
+                str(out),
+                *TINY,
+            ]
+        )
+        == 0
+    )
     frame = read_cells(out)
     assert list(frame["pipeline"]) == ["fp32", "channels_last"]
 
@@ -94,7 +112,23 @@ def test_bring_your_own_model(tmp_path, monkeypatch) -> None:
     )
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "out"
-    assert main(["run", "--model", "mymodels:make", "--pipelines", "fp32,bf16", "--batch-sizes", "4", "--out", str(out), *TINY]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--model",
+                "mymodels:make",
+                "--pipelines",
+                "fp32,bf16",
+                "--batch-sizes",
+                "4",
+                "--out",
+                str(out),
+                *TINY,
+            ]
+        )
+        == 0
+    )
     frame = read_cells(out)
     assert list(frame["model"]) == ["mymodels:make", "mymodels:make"]
     assert list(frame["status"]) == ["ok", "ok"]
@@ -108,7 +142,9 @@ def test_list_shows_models_and_passes(capsys) -> None:
         assert word in out
 
 
-@pytest.mark.parametrize("command", ["run", "list", "env", "compare", "report", "merge", "devices", "peak", "project"])
+@pytest.mark.parametrize(
+    "command", ["run", "list", "env", "compare", "report", "merge", "devices", "peak", "project"]
+)
 def test_help_has_examples(command, capsys) -> None:
     with pytest.raises(SystemExit) as exc:
         main([command, "--help"])
@@ -124,7 +160,9 @@ def test_module_entry_point_and_light_import() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
-    help_out = subprocess.run([sys.executable, "-m", "bench", "--help"], capture_output=True, text=True, check=True)
+    help_out = subprocess.run(
+        [sys.executable, "-m", "bench", "--help"], capture_output=True, text=True, check=True
+    )
     assert "run" in help_out.stdout and "list" in help_out.stdout
 
 
@@ -158,7 +196,15 @@ def test_config_values_are_type_checked(tmp_path, capsys, toml, message) -> None
 
 def test_repeated_pipelines_and_batch_sizes_run_once(tmp_path) -> None:
     out = tmp_path / "out"
-    argv = ["run", "--models", "dcgan,dcgan", "--pipelines", "fp32,channels_last,fp32", "--batch-sizes", "2,2"]
+    argv = [
+        "run",
+        "--models",
+        "dcgan,dcgan",
+        "--pipelines",
+        "fp32,channels_last,fp32",
+        "--batch-sizes",
+        "2,2",
+    ]
     assert main([*argv, "--out", str(out), *TINY]) == 0
     frame = read_cells(out)
     assert list(frame["pipeline"]) == ["fp32", "channels_last"]
@@ -173,7 +219,7 @@ def test_an_existing_run_folder_is_not_overwritten(tmp_path, capsys) -> None:
     assert "already holds a run" in capsys.readouterr().err
     assert (out / "cells.csv").read_bytes() == before
     (tmp_path / "afile").write_text("x")
-    assert main([*argv[:-len(TINY) - 2], "--out", str(tmp_path / "afile"), *TINY]) == 2
+    assert main([*argv[: -len(TINY) - 2], "--out", str(tmp_path / "afile"), *TINY]) == 2
     assert "is a file" in capsys.readouterr().err
 
 
@@ -184,7 +230,23 @@ def test_result_files_are_readable_by_others(tmp_path) -> None:
     out = tmp_path / "out"
     old = os.umask(0o022)
     try:
-        assert main(["run", "--models", "dcgan", "--pipelines", "fp32", "--batch-sizes", "1", "--out", str(out), *TINY]) == 0
+        assert (
+            main(
+                [
+                    "run",
+                    "--models",
+                    "dcgan",
+                    "--pipelines",
+                    "fp32",
+                    "--batch-sizes",
+                    "1",
+                    "--out",
+                    str(out),
+                    *TINY,
+                ]
+            )
+            == 0
+        )
     finally:
         os.umask(old)
     for name in ("cells.csv", "cells.parquet", "cells.json", "samples.csv", "env.json"):

@@ -6,7 +6,9 @@ from bench.console import summary_tables, with_speedup
 from bench.results import cells_frame
 
 
-def _row(cell_id: int, pipeline: str, tp: float, psnr: float, status: str = "ok", reason: str | None = None) -> dict:
+def _row(
+    cell_id: int, pipeline: str, tp: float, psnr: float, status: str = "ok", reason: str | None = None
+) -> dict:
     return {
         "cell_id": cell_id, "model": "unet", "size": "tiny", "device": "cpu", "device_name": "cpu", "item": "image",
         "pipeline": pipeline, "batch_size": 2, "status": status, "reason": reason, "throughput_items_s": tp,

@@ -26,7 +26,12 @@ def test_cuda_uses_event_timer_and_measures_real_work() -> None:
 
 
 def test_cuda_matrix_runs_with_device_memory(run_matrix) -> None:
-    frame = run_matrix(models=("unet",), pipelines=("fp32", "fp16", "bf16", "channels_last"), batch_sizes=(2,), device="cuda:0")
+    frame = run_matrix(
+        models=("unet",),
+        pipelines=("fp32", "fp16", "bf16", "channels_last"),
+        batch_sizes=(2,),
+        device="cuda:0",
+    )
     assert list(frame["status"]) == ["ok"] * 4, frame["reason"].tolist()
     assert (frame["peak_device_mem_mb"] > 0).all()
     assert frame.iloc[1]["psnr_db"] > 30  # fp16

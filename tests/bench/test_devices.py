@@ -20,7 +20,9 @@ def test_parse_device_accepts_the_documented_forms(text: str, expected: Device) 
     assert parse_device(text) == expected
 
 
-@pytest.mark.parametrize("text", ["", "gpu", "cuda:", "cuda:-1", "cuda:a", "cuda0", "cuda:0:1", "mps", "cpu:1x"])
+@pytest.mark.parametrize(
+    "text", ["", "gpu", "cuda:", "cuda:-1", "cuda:a", "cuda0", "cuda:0:1", "mps", "cpu:1x"]
+)
 def test_parse_device_rejects_everything_else(text: str) -> None:
     with pytest.raises(ValueError, match="use cpu, cuda or cuda:N"):
         parse_device(text)
@@ -49,7 +51,9 @@ def test_cpu_always_supports_fp32_and_bf16() -> None:
 def test_cpu_fp16_reason_matches_the_hardware() -> None:
     import torch
 
-    native = torch.cpu._is_amx_fp16_supported() or getattr(torch.cpu, "_is_avx512_fp16_supported", lambda: False)()
+    native = (
+        torch.cpu._is_amx_fp16_supported() or getattr(torch.cpu, "_is_avx512_fp16_supported", lambda: False)()
+    )
     reason = supports_dtype(Device("cpu"), "fp16")
     assert (reason is None) == native
     if reason is not None:

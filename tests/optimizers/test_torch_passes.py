@@ -15,7 +15,11 @@ from reference_models import get_model
 
 def _ctx(inputs) -> PassContext:
     return PassContext(
-        device=Device("cpu"), example_inputs=inputs, calibration=lambda n: iter(()), workdir=Path("."), batch_sizes=(1,)
+        device=Device("cpu"),
+        example_inputs=inputs,
+        calibration=lambda n: iter(()),
+        workdir=Path("."),
+        batch_sizes=(1,),
     )
 
 
@@ -74,7 +78,11 @@ def test_cudagraph_replay_matches_eager_on_gpu() -> None:  # pragma: no cover - 
     module = spec.build("tiny").cuda()
     inputs = tuple(t.cuda() for t in spec.example_inputs(2, "tiny", 0))
     ctx = PassContext(
-        device=Device("cuda", 0), example_inputs=inputs, calibration=lambda n: iter(()), workdir=Path("."), batch_sizes=(2,)
+        device=Device("cuda", 0),
+        example_inputs=inputs,
+        calibration=lambda n: iter(()),
+        workdir=Path("."),
+        batch_sizes=(2,),
     )
     art = parse_pipeline("cudagraph").passes[0].apply(TorchArtifact(module=module), ctx)
     with torch.inference_mode():

@@ -34,7 +34,7 @@ class FuseBatchNorm(Pass):
         folded = 0
         for parent in module.modules():
             children = list(parent.named_children())
-            for (_, first), (name, second) in zip(children, children[1:]):
+            for (_, first), (name, second) in zip(children, children[1:], strict=False):
                 if isinstance(first, (nn.Conv2d, nn.ConvTranspose2d)) and isinstance(second, nn.BatchNorm2d):
                     with torch.no_grad():
                         _fold(first, second)
