@@ -53,12 +53,9 @@ def _usage_errors(handler: Handler) -> Handler:
 
 
 def _console() -> Any:
-    from rich.console import Console
+    from bench.console import make_console
 
-    console = Console()
-    if not console.is_terminal:
-        console.width = max(console.width, 160)  # logs and CI: the verdict table is wide
-    return console
+    return make_console(min_width=160)
 
 
 def _write(path: Path, text: str) -> None:

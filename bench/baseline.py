@@ -24,16 +24,14 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bench.text import slug
+
 if TYPE_CHECKING:  # bench.merge imports pandas; the CLI imports this module to build its --help
     from bench.merge import Run
 
 DEFAULT_ROOT = Path("results") / "baselines"
 NIGHTLY_THRESHOLD = 0.25
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "unknown"
 
 
 def machine_class(env: dict[str, Any]) -> str:
@@ -58,10 +56,10 @@ def machine_class(env: dict[str, Any]) -> str:
         match = [g for g in gpus if g.get("index") == index] or gpus[:1]
         if not match:
             raise RunError(f"env.json names device {device} but lists no GPU: name the baseline with --name")
-        return f"cuda-{_slug(str(match[0].get('name', 'gpu')))}"
+        return f"cuda-{slug(str(match[0].get('name', 'gpu')))}"
     cpu = env.get("cpu") if isinstance(env.get("cpu"), dict) else {}
     threads = cpu.get("torch_threads") or cpu.get("logical_cores") or 0
-    return f"{_slug(device.split(':')[0])}-{_slug(str(cpu.get('model', 'unknown')))}-{threads}t"
+    return f"{slug(device.split(':')[0])}-{slug(str(cpu.get('model', 'unknown')))}-{threads}t"
 
 
 def check_name(name: str) -> str:

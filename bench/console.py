@@ -19,11 +19,11 @@ from rich.progress import (
 from rich.table import Table
 
 
-def make_console() -> Console:
+def make_console(min_width: int = 140) -> Console:
     """A console that does not wrap tables at 80 columns when writing to a log or CI."""
     console = Console()
     if not console.is_terminal:
-        console.width = max(console.width, 140)
+        console.width = max(console.width, min_width)
     return console
 
 

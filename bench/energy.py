@@ -8,12 +8,12 @@ threading are tested on CPU; the NVML reader needs a GPU and `nvidia-ml-py`.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any
+
+from bench.sampler import PeriodicSampler
 
 
 @dataclass(frozen=True)
@@ -39,8 +39,8 @@ def integrate(times_s: list[float], watts: list[float]) -> EnergyReading:
     return EnergyReading(joules, times_s[-1] - times_s[0], len(times_s))
 
 
-class PowerSampler:
-    """Context manager: sample ``read_watts`` every ``interval_s`` on a thread until exit."""
+class PowerSampler(PeriodicSampler):
+    """Samples ``read_watts`` every ``interval_s`` on a thread while the region runs."""
 
     def __init__(
         self,
@@ -48,33 +48,15 @@ class PowerSampler:
         interval_s: float = 0.02,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
+        super().__init__(interval_s, name="genbench-power")
         self.read_watts = read_watts
-        self.interval_s = interval_s
         self.clock = clock
         self.times: list[float] = []
         self.watts: list[float] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True, name="genbench-power")
 
-    def _sample(self) -> None:
+    def sample(self) -> None:
         self.times.append(self.clock())
         self.watts.append(self.read_watts())
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            self._sample()
-
-    def __enter__(self) -> PowerSampler:
-        self._sample()
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self._stop.set()
-        self._thread.join()
-        self._sample()
 
     def reading(self) -> EnergyReading:
         return integrate(self.times, self.watts)

@@ -124,12 +124,9 @@ def _catalog(path: Path | None) -> Any:
 
 
 def _console() -> Any:
-    from rich.console import Console
+    from bench.console import make_console
 
-    console = Console()
-    if not console.is_terminal:
-        console.width = max(console.width, 160)  # logs and CI: wide tables stay on one line
-    return console
+    return make_console(min_width=160)
 
 
 def _fmt(value: Any, digits: int = 3) -> str:

@@ -2,48 +2,28 @@
 
 from __future__ import annotations
 
-import threading
-from types import TracebackType
-
 import psutil
 import torch
 from torch import nn
 
 from bench.devices import Device
+from bench.sampler import PeriodicSampler
 
 
-class PeakRSS:
-    """Context manager sampling this process's resident set size every ``interval_s``.
+class PeakRSS(PeriodicSampler):
+    """Peak resident set size of this process, sampled every ``interval_s``.
 
     A sampler, not ru_maxrss: ru_maxrss is the peak over the whole process life,
     so every cell after the biggest one would report the same number.
     """
 
     def __init__(self, interval_s: float = 0.01) -> None:
-        self.interval_s = interval_s
+        super().__init__(interval_s, name="genbench-rss")
         self._process = psutil.Process()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True, name="genbench-rss")
         self.peak_bytes = 0
 
-    def _read(self) -> None:
+    def sample(self) -> None:
         self.peak_bytes = max(self.peak_bytes, self._process.memory_info().rss)
-
-    def _sample(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            self._read()
-
-    def __enter__(self) -> PeakRSS:
-        self._read()
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self._stop.set()
-        self._thread.join()
-        self._read()
 
     @property
     def peak_mb(self) -> float:

@@ -34,13 +34,13 @@ import datetime as dt
 import json
 import math
 import os
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bench.devices import Device, check_available, device_name, parse_device
+from bench.text import cache_dir, slug
 
 CACHE_VERSION = 1
 CPU_SIZES: tuple[int, ...] = (256, 512, 1024, 2048)
@@ -78,19 +78,6 @@ class PeakResult:
 
 
 # ----------------------------------------------------------------- cache
-def cache_dir() -> Path:
-    """Where measured peaks are kept: $GENBENCH_CACHE_DIR, else the user's cache dir."""
-    explicit = os.environ.get("GENBENCH_CACHE_DIR")
-    if explicit:
-        return Path(explicit)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "genbench"
-
-
-def slug(name: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "unknown"
-
-
 def cache_path(name: str) -> Path:
     return cache_dir() / f"peak-{slug(name)}.json"
 

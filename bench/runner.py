@@ -34,6 +34,7 @@ from bench.memory import PeakRSS, device_peak_mb, module_size, reset_device_peak
 from bench.peak import PeakResult, read_cached
 from bench.results import ResultWriter
 from bench.runtimes import first_tensor, load
+from bench.text import one_line
 from bench.timing import HostTimer, SamplingPolicy, sample_adaptively, summarize, timer_for
 from bench.work import count_flops
 from optimizers.artifact import Artifact, TorchArtifact, present_inputs
@@ -63,12 +64,6 @@ def plan_cells(
             for pipeline in pipelines:
                 cells.append(Cell(len(cells), spec, cell_size, pipeline, batch))
     return cells
-
-
-def one_line(exc: BaseException) -> str:
-    text = f"{type(exc).__name__}: {exc}".strip()
-    first = text.splitlines()[0] if text else type(exc).__name__
-    return first[:REASON_MAX_CHARS]
 
 
 @dataclass

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import io
-import re
 import time
 import warnings
 from collections.abc import Iterator
@@ -24,6 +23,7 @@ from typing import Any, ClassVar
 import torch
 
 from bench.devices import Device
+from bench.text import one_line
 from optimizers.artifact import Artifact, OnnxArtifact, TorchArtifact, present_inputs
 from optimizers.registry import Pass, PassContext, PipelineError, register_pass
 
@@ -57,15 +57,6 @@ def quiet() -> Iterator[None]:
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
         yield
-
-
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
-
-
-def one_line(exc: BaseException, limit: int = 160) -> str:
-    """First line of an error, without the terminal colour codes torch.onnx puts in its messages."""
-    text = _ANSI.sub("", f"{type(exc).__name__}: {exc}").strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:limit]
 
 
 def _tensor_outputs(output: Any) -> int:
@@ -209,7 +200,7 @@ class Onnx(Pass):
                     _export_dynamo(module, inputs, path, in_names, out_names, external)
                 _check(path)
             except Exception as exc:
-                failures.append(f"{exporter} failed: {one_line(exc)}")
+                failures.append(f"{exporter} failed: {one_line(exc, 160)}")
                 continue
             note = f"exporter={exporter}" + (f" ({'; '.join(failures)})" if failures else "")
             seconds = time.perf_counter() - t0

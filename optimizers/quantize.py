@@ -54,8 +54,9 @@ import numpy as np
 import torch
 
 from bench.devices import Device
+from bench.text import one_line
 from optimizers.artifact import Artifact, OnnxArtifact, TorchArtifact, present_inputs
-from optimizers.onnx_passes import missing, one_line, onnx_artifact, quiet
+from optimizers.onnx_passes import missing, onnx_artifact, quiet
 from optimizers.registry import Pass, PassContext, PipelineError, register_pass
 
 CALIBRATION_METHODS: dict[str, str] = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from typing import Any
 import torch
 
 from bench.devices import Device
+from bench.text import cache_dir
 from optimizers.artifact import Artifact, OnnxArtifact, TensorRTArtifact
 from optimizers.registry import Pass, PassContext, PipelineError, register_pass
 
@@ -31,9 +31,8 @@ CALIBRATION_BATCHES = 8
 WORKSPACE_BYTES = 8 << 30
 
 
-def cache_dir() -> Path:
-    root = os.environ.get("GENBENCH_CACHE_DIR") or Path.home() / ".cache" / "genbench"
-    path = Path(root) / "tensorrt"
+def engine_dir() -> Path:
+    path = cache_dir() / "tensorrt"
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -85,7 +84,7 @@ class TensorRT(Pass):
         batch = int(ctx.example_inputs[0].shape[0])
         gpu = torch.cuda.get_device_name(ctx.device.torch_name)
         key = engine_key(ctx, artifact.path, mode, trt.__version__, gpu, batch)
-        engine_path = cache_dir() / f"{key}.engine"
+        engine_path = engine_dir() / f"{key}.engine"
         precision = {"fp32": "fp32", "fp16": "fp16", "bf16": "bf16", "int8": "int8", "best": "mixed"}[mode]
         if engine_path.is_file():
             return TensorRTArtifact(
@@ -133,7 +132,7 @@ class TensorRT(Pass):
                 trt, ctx.calibration(CALIBRATION_BATCHES), ctx.device
             )
 
-        timing_path = cache_dir() / "timing.cache"
+        timing_path = engine_dir() / "timing.cache"
         timing = config.create_timing_cache(timing_path.read_bytes() if timing_path.is_file() else b"")
         config.set_timing_cache(timing, ignore_mismatch=True)
         serialized = builder.build_serialized_network(network, config)
