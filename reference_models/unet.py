@@ -20,17 +20,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from reference_models.blocks import AttnBlock, ResnetBlock, Upsample, group_norm
 from reference_models.spec import ModelSpec, build_seeded, seeded_generator
 
 NUM_TIMESTEPS = 1000
-
-
-def group_norm(channels: int) -> nn.GroupNorm:
-    """GroupNorm with DDPM's 32 groups, fewer when each group would hold under two channels."""
-    groups = 32
-    while groups > 1 and (channels % groups or channels < 2 * groups):
-        groups //= 2
-    return nn.GroupNorm(groups, channels, eps=1e-6)
 
 
 def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
@@ -70,44 +63,6 @@ class UNetConfig:
         return self.ch * 4
 
 
-class ResBlock(nn.Module):
-    """GroupNorm-SiLU-conv twice, with the time embedding added after the first conv."""
-
-    def __init__(self, in_channels: int, out_channels: int, temb_channels: int) -> None:
-        super().__init__()
-        self.norm1 = group_norm(in_channels)
-        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
-        self.temb_proj = nn.Linear(temb_channels, out_channels)
-        self.norm2 = group_norm(out_channels)
-        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
-        self.nin_shortcut: nn.Module = (
-            nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
-        )
-
-    def forward(self, x: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
-        h = self.conv1(F.silu(self.norm1(x)))
-        h = h + self.temb_proj(F.silu(temb))[:, :, None, None]
-        h = self.conv2(F.silu(self.norm2(h)))
-        return self.nin_shortcut(x) + h
-
-
-class AttnBlock(nn.Module):
-    """Single-head self-attention over spatial positions: fused qkv 1x1 conv, SDPA, projection."""
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.norm = group_norm(channels)
-        self.qkv = nn.Conv2d(channels, 3 * channels, 1)
-        self.proj_out = nn.Conv2d(channels, channels, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # (B, 3C, H, W) -> three (B, HW, C). flatten/reshape rather than view so
-        # channels_last inputs work, and no unpacking of x.shape so torch.fx can trace it.
-        q, k, v = self.qkv(self.norm(x)).flatten(2).transpose(1, 2).chunk(3, dim=2)
-        out = F.scaled_dot_product_attention(q, k, v)
-        return x + self.proj_out(out.transpose(1, 2).reshape(x.shape))
-
-
 class Downsample(nn.Module):
     """Stride-2 3x3 conv (padding 1, so odd sides round up rather than being cropped)."""
 
@@ -119,24 +74,13 @@ class Downsample(nn.Module):
         return self.conv(x)
 
 
-class Upsample(nn.Module):
-    """Nearest-neighbour 2x then a 3x3 conv."""
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
-
-
 class Stage(nn.Module):
     """A ResBlock, optionally followed by attention: the repeating unit of both UNet paths."""
 
     def __init__(self, in_channels: int, out_channels: int, temb_channels: int, attn: bool) -> None:
         super().__init__()
-        self.res = ResBlock(in_channels, out_channels, temb_channels)
-        self.attn: nn.Module = AttnBlock(out_channels) if attn else nn.Identity()
+        self.res = ResnetBlock(in_channels, out_channels, temb_channels)
+        self.attn: nn.Module = AttnBlock(out_channels, fused_qkv=True) if attn else nn.Identity()
 
     def forward(self, x: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
         return self.attn(self.res(x, temb))

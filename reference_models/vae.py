@@ -17,19 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from reference_models.blocks import AttnBlock, ResnetBlock, Upsample, group_norm
 from reference_models.spec import ModelSpec, build_seeded, seeded_generator
-
-
-def group_norm(channels: int) -> nn.GroupNorm:
-    """GroupNorm with SD's 32 groups, fewer when the channel count is too small.
-
-    Halving until each group holds at least two channels keeps narrow (tiny)
-    models a real *group* norm rather than degenerating into instance norm.
-    """
-    groups = 32
-    while groups > 1 and (channels % groups or channels < 2 * groups):
-        groups //= 2
-    return nn.GroupNorm(groups, channels, eps=1e-6)
 
 
 @dataclass(frozen=True)
@@ -57,58 +46,6 @@ class VAEDecoderConfig:
         return self.latent_size * self.scale
 
 
-class ResnetBlock(nn.Module):
-    """GroupNorm-SiLU-conv twice, plus a 1x1 shortcut when the width changes."""
-
-    def __init__(self, in_channels: int, out_channels: int) -> None:
-        super().__init__()
-        self.norm1 = group_norm(in_channels)
-        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
-        self.norm2 = group_norm(out_channels)
-        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
-        self.nin_shortcut: nn.Module = (
-            nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.conv1(F.silu(self.norm1(x)))
-        h = self.conv2(F.silu(self.norm2(h)))
-        return self.nin_shortcut(x) + h
-
-
-class AttnBlock(nn.Module):
-    """Single-head self-attention over all spatial positions, as in the SD VAE mid block."""
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.norm = group_norm(channels)
-        self.q = nn.Conv2d(channels, channels, 1)
-        self.k = nn.Conv2d(channels, channels, 1)
-        self.v = nn.Conv2d(channels, channels, 1)
-        self.proj_out = nn.Conv2d(channels, channels, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        hn = self.norm(x)
-        # (B, C, H, W) -> (B, HW, C). flatten/reshape rather than view so channels_last
-        # inputs work, and no unpacking of x.shape so torch.fx can trace it.
-        q = self.q(hn).flatten(2).transpose(1, 2)
-        k = self.k(hn).flatten(2).transpose(1, 2)
-        v = self.v(hn).flatten(2).transpose(1, 2)
-        out = F.scaled_dot_product_attention(q, k, v)
-        return x + self.proj_out(out.transpose(1, 2).reshape(x.shape))
-
-
-class Upsample(nn.Module):
-    """Nearest-neighbour 2x then a 3x3 conv, SD's upsampler."""
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
-
-
 class UpLevel(nn.Module):
     """One decoder level: its ResnetBlocks, then (except at full resolution) an upsampler."""
 
@@ -129,7 +66,7 @@ class MidBlock(nn.Module):
     def __init__(self, channels: int) -> None:
         super().__init__()
         self.block_1 = ResnetBlock(channels, channels)
-        self.attn_1 = AttnBlock(channels)
+        self.attn_1 = AttnBlock(channels, fused_qkv=False)
         self.block_2 = ResnetBlock(channels, channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
