@@ -63,6 +63,11 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--keep-artifacts", action="store_true", default=None, help="keep exported files under the run folder"
     )
+    p.add_argument(
+        "--include-transfers", action="store_true", default=None,
+        help="on a GPU, time host->device input copies and device->host output copies with each call "
+        "(they are always measured apart, in transfer_h2d_ms / transfer_d2h_ms)",
+    )  # fmt: skip
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Any]]:
@@ -120,6 +125,7 @@ def _config_from_args(args: argparse.Namespace) -> RunConfig:
         "min_psnr_db": args.min_psnr_db,
         "seed": args.seed,
         "keep_artifacts": args.keep_artifacts,
+        "include_transfers": args.include_transfers,
     }
     if args.custom_models:
         overrides["custom_models"] = tuple(args.custom_models)

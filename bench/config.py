@@ -43,6 +43,7 @@ class RunConfig:
     min_psnr_db: float = 30.0
     seed: int = 0
     keep_artifacts: bool = False
+    include_transfers: bool = False
 
     def __post_init__(self) -> None:
         self._check_types()
@@ -84,6 +85,7 @@ class RunConfig:
             "min_psnr_db": (int, float),
             "seed": (int,),
             "keep_artifacts": (bool,),
+            "include_transfers": (bool,),
         }
         for name, types in expected.items():
             value = getattr(self, name)

@@ -1,4 +1,4 @@
-"""Energy per item from sampled board power (NVML on NVIDIA GPUs).
+"""Energy per item from sampled board power (NVML on NVIDIA GPUs, through bench.nvml).
 
 A background thread reads power at >= 10 Hz while the timed region runs; energy
 is the trapezoid integral of those readings over the sampled interval, divided
@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from bench.sampler import PeriodicSampler
 
@@ -60,35 +59,3 @@ class PowerSampler(PeriodicSampler):
 
     def reading(self) -> EnergyReading:
         return integrate(self.times, self.watts)
-
-
-def nvml_power_reader(gpu_index: int) -> Callable[[], float] | None:
-    """A watts reader for one NVIDIA GPU through NVML, or None where NVML is missing or refuses.
-
-    ``nvmlDeviceGetPowerUsage`` reports milliwatts averaged by the driver over a
-    short window, so sampling faster than ~50 Hz adds nothing.
-    """
-    try:
-        import pynvml
-
-        pynvml.nvmlInit()
-        handle = nvml_handle(pynvml, gpu_index)
-        pynvml.nvmlDeviceGetPowerUsage(handle)  # fails early where power readings are not permitted
-    except Exception:
-        return None
-    return lambda: pynvml.nvmlDeviceGetPowerUsage(handle) / 1000.0
-
-
-def nvml_handle(pynvml: Any, torch_index: int) -> Any:
-    """NVML's handle for torch's GPU ``torch_index``.
-
-    Matched by UUID: under CUDA_VISIBLE_DEVICES torch renumbers the GPUs it sees,
-    while NVML numbers every GPU of the machine, so the indices can disagree.
-    """
-    import torch
-
-    uuid = getattr(torch.cuda.get_device_properties(torch_index), "uuid", None)
-    if uuid is not None:
-        text = str(uuid)
-        return pynvml.nvmlDeviceGetHandleByUUID(text if text.startswith("GPU-") else f"GPU-{text}")
-    return pynvml.nvmlDeviceGetHandleByIndex(torch_index)

@@ -98,12 +98,12 @@ def gpu_info() -> list[dict[str, Any]]:
     try:  # driver version and clocks, where NVML is installed
         import pynvml
 
-        from bench.energy import nvml_handle
+        from bench.nvml import gpu_handle
 
         pynvml.nvmlInit()
         driver = pynvml.nvmlSystemGetDriverVersion()
         for gpu in gpus:
-            handle = nvml_handle(pynvml, gpu["index"])
+            handle = gpu_handle(pynvml, gpu["index"])
             gpu["driver"] = driver if isinstance(driver, str) else driver.decode()
             gpu["max_sm_clock_mhz"] = pynvml.nvmlDeviceGetMaxClockInfo(handle, pynvml.NVML_CLOCK_SM)
             gpu["power_limit_w"] = pynvml.nvmlDeviceGetPowerManagementLimit(handle) / 1000

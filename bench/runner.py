@@ -15,6 +15,7 @@ import gc
 import math
 import shutil
 import socket
+import statistics
 import tempfile
 import time
 import traceback
@@ -27,10 +28,11 @@ import torch
 
 from bench.config import RunConfig
 from bench.devices import Device, device_name, synchronize
-from bench.energy import PowerSampler, nvml_power_reader
+from bench.energy import PowerSampler
 from bench.envinfo import git_sha
 from bench.fidelity import compare_outputs
 from bench.memory import PeakRSS, device_peak_mb, module_size, reset_device_peak
+from bench.nvml import open_gpu
 from bench.peak import PeakResult, read_cached
 from bench.results import ResultWriter
 from bench.runtimes import first_tensor, load
@@ -42,6 +44,7 @@ from optimizers.registry import PassContext, Pipeline
 from reference_models.spec import ModelSpec
 
 REASON_MAX_CHARS = 400
+TRANSFER_REPEATS = 5
 
 
 @dataclass(frozen=True)
@@ -104,7 +107,7 @@ class Runner:
         self.device_name = device_name(device)
         self._references: dict[tuple[str, str, int], _Reference] = {}
         self._modules: dict[tuple[str, str], torch.nn.Module] = {}
-        self._power_reader = nvml_power_reader(device.index or 0) if device.is_cuda else None
+        self._nvml = open_gpu(device.index or 0) if device.is_cuda else None
         self.peak = usable_peak(device, self.device_name)
 
     # ----------------------------------------------------------------- references
@@ -200,9 +203,25 @@ class Runner:
 
     def _power_sampler(self) -> contextlib.AbstractContextManager[Any]:
         """NVML power sampling on CUDA where readable; nothing on CPU (no portable power reading)."""
-        if self._power_reader is None:
+        if self._nvml is None:
             return contextlib.nullcontext()
-        return PowerSampler(self._power_reader)
+        return PowerSampler(self._nvml.power_w)
+
+    def _transfer_times(
+        self, runtime: Any, inputs: tuple[torch.Tensor, ...], prepared: Any
+    ) -> tuple[float, float]:
+        """Median host->device (placing the inputs) and device->host (fetching the output) times on a GPU.
+
+        Measured apart from the forward, as trtexec reports H2D and D2H; NaN on CPU where there is no copy.
+        """
+        if not self.device.is_cuda:
+            return math.nan, math.nan
+        timer = HostTimer(synchronize=lambda: synchronize(self.device))
+        output = runtime.run(prepared)
+        synchronize(self.device)
+        h2d = [timer.measure(lambda: runtime.prepare(inputs)) for _ in range(TRANSFER_REPEATS)]
+        d2h = [timer.measure(lambda: runtime.to_torch(output)) for _ in range(TRANSFER_REPEATS)]
+        return float(statistics.median(h2d)), float(statistics.median(d2h))
 
     def _workdir(self, cell: Cell) -> Path:
         if self.config.keep_artifacts:
@@ -250,10 +269,16 @@ class Runner:
             # Converted before any further call: CUDA-graph replays (cudagraph, compile:reduce-overhead)
             # write into the same output buffer.
             output = runtime.to_torch(first_output.pop())
+            transfers = self._transfer_times(runtime, ref.inputs, prepared)
+            if self.config.include_transfers and self.device.is_cuda:
+                timed = lambda: runtime.to_torch(runtime.run(runtime.prepare(ref.inputs)))  # noqa: E731
+            else:
+                timed = lambda: runtime.run(prepared)  # noqa: E731
+            state_start = self._nvml.state() if self._nvml else None
             with self._power_sampler() as power:
-                sampled = sample_adaptively(
-                    lambda: self.timer.measure(lambda: runtime.run(prepared)), self.policy
-                )
+                sampled = sample_adaptively(lambda: self.timer.measure(timed), self.policy)
+            state_end = self._nvml.state() if self._nvml else None
+            process_mem = self._nvml.process_memory_mb() if self._nvml else math.nan
 
         stats = summarize(sampled.latencies_ms)
         fidelity = compare_outputs(ref.output, output)
@@ -289,6 +314,14 @@ class Runner:
             ),
             energy_j_per_item=energy.joules / items_run if energy else math.nan,
             avg_power_w=energy.avg_power_w if energy else math.nan,
+            transfer_h2d_ms=transfers[0],
+            transfer_d2h_ms=transfers[1],
+            includes_transfers=self.config.include_transfers and self.device.is_cuda,
+            nvml_process_mem_mb=process_mem,
+            sm_clock_mhz_start=state_start.sm_clock_mhz if state_start else math.nan,
+            sm_clock_mhz_end=state_end.sm_clock_mhz if state_end else math.nan,
+            gpu_temp_c_start=state_start.temperature_c if state_start else math.nan,
+            gpu_temp_c_end=state_end.temperature_c if state_end else math.nan,
             psnr_db=fidelity.psnr_db,
             max_abs_err=fidelity.max_abs_err,
             cosine=fidelity.cosine,

@@ -2,7 +2,8 @@ import time
 
 import pytest
 
-from bench.energy import PowerSampler, integrate, nvml_power_reader
+from bench.energy import PowerSampler, integrate
+from bench.nvml import open_gpu
 
 
 def test_integrate_constant_and_ramp() -> None:
@@ -32,4 +33,4 @@ def test_nvml_reader_is_none_without_a_gpu() -> None:
 
     if torch.cuda.is_available():
         pytest.skip("has a GPU")
-    assert nvml_power_reader(0) is None
+    assert open_gpu(0) is None
