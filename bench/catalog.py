@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bench.devices import Device
-from optimizers.registry import Pipeline, PipelineError, parse_pipeline
+from optimizers.registry import Pipeline, PipelineError, all_passes, parse_pipeline
 from reference_models.spec import ModelSpec
 
 #: Candidates for the default matrix, in display order. Those that do not apply on
@@ -15,6 +15,7 @@ DEFAULT_PIPELINES: tuple[str, ...] = (
     "bf16",
     "channels_last",
     "compile",
+    "compile:max-autotune",
     "cudagraph",
     "ort",
     "int8",
@@ -55,10 +56,28 @@ def default_pipelines(device: Device) -> list[Pipeline]:
     return parsed
 
 
+def skip_reason(pipeline: Pipeline, device: Device) -> str | None:
+    """Why a pipeline cannot run on ``device`` (None: it can): one of its passes does not apply,
+    or the runtime its final artifact needs does not (an ONNX model on a GPU without onnxruntime's CUDA provider)."""
+    for step in pipeline.passes:
+        reason = step.applies_to(device)
+        if reason is not None:
+            return f"{step.spec}: {reason}"
+    if pipeline.final_kind == "onnx" and not any(step.name == "ort" for step in pipeline.passes):
+        ort = all_passes().get("ort")
+        reason = ort().applies_to(device) if ort is not None else "no ONNX runtime is registered"
+        if reason is not None:
+            return f"runtime: {reason}"
+    return None
+
+
 def excluded_reason(pipeline: Pipeline, device: Device) -> str | None:
     """Why a default candidate stays out of the default matrix on ``device`` (None: it is in)."""
+    reason = skip_reason(pipeline, device)
+    if reason is not None:
+        return reason
     for step in pipeline.passes:
-        reason = step.applies_to(device) or step.default_exclusion(device)
+        reason = step.default_exclusion(device)
         if reason is not None:
             return f"{step.spec}: {reason}"
     return None

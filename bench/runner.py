@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from bench.catalog import skip_reason
 from bench.config import RunConfig
 from bench.devices import Device, device_name, synchronize
 from bench.energy import PowerSampler
@@ -176,11 +177,10 @@ class Runner:
 
     def run_cell(self, cell: Cell) -> tuple[dict[str, Any], list[float]]:
         row = self._base_row(cell)
-        for step in cell.pipeline.passes:
-            reason = step.applies_to(self.device)
-            if reason is not None:
-                row.update(status="skipped", reason=f"{step.spec}: {reason}"[:REASON_MAX_CHARS])
-                return row, []
+        reason = skip_reason(cell.pipeline, self.device)
+        if reason is not None:
+            row.update(status="skipped", reason=reason[:REASON_MAX_CHARS])
+            return row, []
         workdir = self._workdir(cell)
         try:
             samples = self._measure(cell, row, workdir)

@@ -93,6 +93,11 @@ class Compile(Pass):
             raise PipelineError(f"compile mode {arg!r} unknown; choose from {', '.join(COMPILE_MODES)}")
         self.arg = arg
 
+    def default_exclusion(self, device: Device) -> str | None:
+        if self.arg and "autotune" in self.arg and not device.is_cuda:
+            return "autotuning targets GPU kernels; on CPU ask for it explicitly"
+        return None
+
     def applies_to(self, device: Device) -> str | None:
         if self.arg == "reduce-overhead" and not device.is_cuda:
             return "reduce-overhead uses CUDA graphs; it has no effect on CPU"

@@ -160,3 +160,16 @@ def test_default_matrix_leaves_out_emulated_precisions_but_explicit_requests_run
     assert ("fp16" in defaults) == (supports_dtype(cpu, "fp16") is None)
     explicit = [p.text for p in resolve_pipelines(("bf16",), cpu)]
     assert explicit == ["fp32", "bf16"]
+
+
+def test_an_onnx_pipeline_on_a_gpu_without_cuda_provider_is_skipped_not_failed() -> None:
+    pytest.importorskip("onnxruntime")
+    import onnxruntime
+
+    from bench.catalog import skip_reason
+
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("this onnxruntime has the CUDA provider")
+    reason = skip_reason(parse_pipeline("int8"), Device("cuda", 0))
+    assert reason is not None and reason.startswith("runtime: ") and "CUDAExecutionProvider" in reason
+    assert skip_reason(parse_pipeline("int8"), Device("cpu")) is None
