@@ -57,3 +57,21 @@ def test_read_cells_errors_are_one_line(tmp_path) -> None:
     (tmp_path / "cells.csv").write_text("model,pipeline\nunet,fp32\n")
     with pytest.raises(ValueError, match="another schema"):
         read_cells(tmp_path)
+
+
+def test_committed_result_folders_match_the_current_schema() -> None:
+    """A schema change must bring the committed runs and baselines along, or compare/report/nightly break."""
+    import subprocess
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    listed = subprocess.run(
+        ["git", "ls-files", "results"], cwd=repo, capture_output=True, text=True, check=False
+    ).stdout.split()
+    if not listed:
+        pytest.skip("not a git checkout: committed result folders cannot be told from local runs")
+    folders = [repo / Path(p).parent for p in listed if p.endswith("/cells.csv")]
+    assert folders, "no committed result folders found"
+    for folder in folders:
+        frame = read_cells(folder)
+        assert len(frame) > 0 and len(read_samples(folder)) > 0, folder
