@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 from bench.config import RunConfig
 from bench.devices import Device, parse_device
 from bench.results import ResultWriter
 from bench.runner import Runner, plan_cells
+from optimizers.registry import PassContext
 
+CPU = Device("cpu")
 FAST = {"time_budget_s": 0.2, "min_samples": 3, "warmup_s": 0.0, "size": "tiny"}
 
 
@@ -34,3 +37,20 @@ def run_matrix(tmp_path: Path) -> Callable[..., pd.DataFrame]:
         return writer.frame()
 
     return run
+
+
+def pass_context(
+    inputs: tuple[torch.Tensor, ...],
+    workdir: Path = Path("."),
+    device: Device = CPU,
+    calibration: Callable[[int], Iterator[tuple[torch.Tensor, ...]]] | None = None,
+) -> PassContext:
+    """What the runner hands a pass, for tests that apply passes directly: batch size from the inputs,
+    no calibration data unless given."""
+    return PassContext(
+        device=device,
+        example_inputs=inputs,
+        calibration=calibration or (lambda n: iter(())),
+        workdir=workdir,
+        batch_sizes=(int(inputs[0].shape[0]),),
+    )

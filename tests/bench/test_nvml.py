@@ -41,7 +41,10 @@ def test_state_reads_sm_clock_and_temperature() -> None:
 
 
 def test_process_memory_is_this_process_only() -> None:
-    procs = [SimpleNamespace(pid=1, usedGpuMemory=5 * 2**30), SimpleNamespace(pid=42, usedGpuMemory=3 * 2**20)]
+    procs = [
+        SimpleNamespace(pid=1, usedGpuMemory=5 * 2**30),
+        SimpleNamespace(pid=42, usedGpuMemory=3 * 2**20),
+    ]
     nvml = Nvml(FakePynvml(processes=procs), handle=None)
     assert nvml.process_memory_mb(pid=42) == 3.0
     assert math.isnan(nvml.process_memory_mb(pid=7))  # not listed: unknown, not zero

@@ -21,18 +21,17 @@ from optimizers import onnx_passes  # noqa: E402
 from optimizers.artifact import OnnxArtifact, TorchArtifact  # noqa: E402
 from optimizers.registry import PassContext, PipelineError, parse_pipeline  # noqa: E402
 from reference_models import get_model  # noqa: E402
+from tests.conftest import pass_context
 
 CPU = Device("cpu")
 
 
 def make_ctx(model: str, tmp_path: Path, batch: int = 2) -> PassContext:
     spec = get_model(model)
-    return PassContext(
-        device=CPU,
-        example_inputs=spec.example_inputs(batch, "tiny", 0),
+    return pass_context(
+        spec.example_inputs(batch, "tiny", 0),
+        tmp_path,
         calibration=lambda n: (spec.example_inputs(batch, "tiny", 1000 + i) for i in range(n)),
-        workdir=tmp_path,
-        batch_sizes=(batch,),
     )
 
 

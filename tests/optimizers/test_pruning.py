@@ -22,8 +22,9 @@ from optimizers.pruning import (
     prune_channels,
     trace_inputs,
 )
-from optimizers.registry import PassContext, PipelineError, all_passes, parse_pipeline
+from optimizers.registry import PipelineError, all_passes, parse_pipeline
 from reference_models import get_model
+from tests.conftest import pass_context
 
 needs_tp = pytest.mark.skipif(
     importlib.util.find_spec("torch_pruning") is None, reason="torch-pruning not installed"
@@ -31,14 +32,7 @@ needs_tp = pytest.mark.skipif(
 MODELS = ("dcgan", "vae", "unet")
 
 
-def _ctx(inputs: tuple[torch.Tensor, ...]) -> PassContext:
-    return PassContext(
-        device=Device("cpu"),
-        example_inputs=inputs,
-        calibration=lambda n: iter(()),
-        workdir=Path("."),
-        batch_sizes=(2,),
-    )
+_ctx = pass_context
 
 
 def _n_params(module: nn.Module) -> int:

@@ -18,8 +18,9 @@ from bench.fidelity import compare_outputs  # noqa: E402
 from bench.runtimes import load  # noqa: E402
 from optimizers import quantize  # noqa: E402
 from optimizers.artifact import OnnxArtifact, TorchArtifact  # noqa: E402
-from optimizers.registry import PassContext, PipelineError, parse_pipeline  # noqa: E402
+from optimizers.registry import PipelineError, parse_pipeline  # noqa: E402
 from reference_models import get_model  # noqa: E402
+from tests.conftest import pass_context
 
 CPU = Device("cpu")
 INT8_TYPES = {onnx.TensorProto.INT8, onnx.TensorProto.UINT8}
@@ -30,12 +31,10 @@ def quantized(pipeline: str, model: str, tmp_path: Path, batch: int = 2) -> tupl
     spec = get_model(model)
     module = spec.build("tiny")
     inputs = spec.example_inputs(batch, "tiny", 0)
-    ctx = PassContext(
-        device=CPU,
-        example_inputs=inputs,
+    ctx = pass_context(
+        inputs,
+        tmp_path,
         calibration=lambda n: (spec.example_inputs(batch, "tiny", 1000 + i) for i in range(n)),
-        workdir=tmp_path,
-        batch_sizes=(batch,),
     )
     with torch.inference_mode():
         ref = module(*inputs)
@@ -182,8 +181,8 @@ def test_pt2e_int8_runs_when_torchao_is_installed(tmp_path: Path) -> None:
     spec = get_model("vae")
     module = spec.build("tiny")
     inputs = spec.example_inputs(2, "tiny", 0)
-    ctx = PassContext(
-        CPU, inputs, lambda n: (spec.example_inputs(2, "tiny", 9 + i) for i in range(n)), tmp_path, (2,)
+    ctx = pass_context(
+        inputs, tmp_path, calibration=lambda n: (spec.example_inputs(2, "tiny", 9 + i) for i in range(n))
     )
     art = parse_pipeline("pt2e-int8").passes[0].apply(TorchArtifact(module=module), ctx)
     assert art.precision == "int8" and art.compiled

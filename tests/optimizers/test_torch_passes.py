@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 
 from bench.devices import Device
 from optimizers.artifact import TorchArtifact
-from optimizers.registry import PassContext, parse_pipeline
+from optimizers.registry import parse_pipeline
 from reference_models import get_model
+from tests.conftest import pass_context
 
-
-def _ctx(inputs) -> PassContext:
-    return PassContext(
-        device=Device("cpu"),
-        example_inputs=inputs,
-        calibration=lambda n: iter(()),
-        workdir=Path("."),
-        batch_sizes=(1,),
-    )
+_ctx = pass_context
 
 
 def _apply(text: str, spec_name: str = "dcgan"):
@@ -77,13 +68,7 @@ def test_cudagraph_replay_matches_eager_on_gpu() -> None:  # pragma: no cover - 
     spec = get_model("unet")
     module = spec.build("tiny").cuda()
     inputs = tuple(t.cuda() for t in spec.example_inputs(2, "tiny", 0))
-    ctx = PassContext(
-        device=Device("cuda", 0),
-        example_inputs=inputs,
-        calibration=lambda n: iter(()),
-        workdir=Path("."),
-        batch_sizes=(2,),
-    )
+    ctx = pass_context(inputs, device=Device("cuda", 0))
     art = parse_pipeline("cudagraph").passes[0].apply(TorchArtifact(module=module), ctx)
     with torch.inference_mode():
         torch.testing.assert_close(art.module(*inputs), module(*inputs), rtol=1e-4, atol=1e-4)
