@@ -58,15 +58,14 @@ def _fmt(value: object, spec: str) -> str:
 
 
 def with_speedup(frame: pd.DataFrame) -> pd.DataFrame:
-    """Add ``speedup_vs_fp32``: throughput over the fp32 row of the same model/size/batch/device."""
-    ok = frame[(frame["status"] == "ok") & (frame["pipeline"] == "fp32")]
-    base = ok.set_index(["model", "size", "batch_size", "device"])["throughput_items_s"]
-    keys = list(zip(frame["model"], frame["size"], frame["batch_size"], frame["device"], strict=True))
+    """Add ``speedup_vs_fp32``: throughput over the fp32 row of the same model/size/batch/device.
+
+    The same ratio the HTML report shows (``bench.report.speedups``), keyed by the device of this run.
+    """
+    from bench.report import speedups
+
     frame = frame.copy()
-    frame["speedup_vs_fp32"] = [
-        (tp / base[k]) if k in base.index and pd.notna(tp) else math.nan
-        for k, tp in zip(keys, frame["throughput_items_s"], strict=True)
-    ]
+    frame["speedup_vs_fp32"] = speedups(frame.assign(device_label=frame["device"])).to_numpy()
     return frame
 
 
