@@ -182,24 +182,26 @@ class Runner:
             row.update(status="skipped", reason=reason[:REASON_MAX_CHARS])
             return row, []
         workdir = self._workdir(cell)
+        samples: list[float] = []
         try:
             samples = self._measure(cell, row, workdir)
             row["status"] = "ok"
-            return row, samples
-        except torch.cuda.OutOfMemoryError as exc:
-            row.update(status="oom", reason=one_line(exc))
-            if self.device.is_cuda:
-                torch.cuda.empty_cache()
-            return row, []
         except (KeyboardInterrupt, SystemExit):
             raise
         except Exception as exc:
-            row.update(status="error", reason=one_line(exc))
-            row["notes"] = _where(exc)
-            return row, []
+            status = "oom" if is_out_of_memory(exc) else "error"
+            row.update(status=status, reason=one_line(exc)[:REASON_MAX_CHARS])
+            if status == "error":
+                row["notes"] = _where(exc)
         finally:
             if not self.config.keep_artifacts:
                 shutil.rmtree(workdir, ignore_errors=True)
+        if row["status"] == "oom":
+            # Only here, out of the except block, are the failed cell's frames (and the
+            # tensors they hold through the traceback) gone, so the memory can really be freed.
+            gc.collect()
+            _release_device_cache(self.device)
+        return row, samples
 
     def _power_sampler(self) -> contextlib.AbstractContextManager[Any]:
         """NVML power sampling on CUDA where readable; nothing on CPU (no portable power reading)."""
@@ -358,6 +360,19 @@ def pct_of_peak(peak: PeakResult | None, precision: str, achieved_flops_s: float
         key = "tf32"
     rate = peak.flops.get(key)
     return 100.0 * achieved_flops_s / rate if rate else math.nan
+
+
+#: how allocators other than torch's CUDA one say they ran out: c10's CPU allocator (a plain
+#: RuntimeError), ONNX Runtime's arena and CUDA provider (its own exception types).
+_OOM_MESSAGES = ("can't allocate memory", "failed to allocate memory", "out of memory")
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether a cell failed for want of memory (an `oom` row) rather than a bug (an `error` row)."""
+    if isinstance(exc, torch.OutOfMemoryError):
+        return True
+    text = str(exc).lower()
+    return any(message in text for message in _OOM_MESSAGES)
 
 
 def _artifact_bytes(artifact: Artifact) -> int | None:

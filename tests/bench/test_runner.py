@@ -5,11 +5,12 @@ from __future__ import annotations
 import math
 
 import pytest
+import torch
 
 from bench.config import RunConfig
 from bench.devices import Device
 from bench.results import ResultWriter, read_cells, read_samples
-from bench.runner import Runner, plan_cells
+from bench.runner import Runner, is_out_of_memory, plan_cells
 from optimizers.artifact import Artifact
 from optimizers.registry import PASSES, Pass, PassContext, parse_pipeline, register_pass
 from reference_models import get_model
@@ -59,6 +60,15 @@ class _Boom(Pass):
         raise RuntimeError("kaboom in a pass\nsecond line is dropped")
 
 
+class _Hog(Pass):
+    name = "test-hog"
+    summary = "asks the allocator for a petabyte, to test oom rows"
+
+    def apply(self, artifact: Artifact, ctx: PassContext) -> Artifact:
+        torch.empty(2**50, dtype=torch.uint8, device=ctx.device.torch_name)
+        return artifact
+
+
 class _Interrupt(Pass):
     name = "test-interrupt"
     summary = "acts as Ctrl-C, to test that finished rows survive"
@@ -70,10 +80,11 @@ class _Interrupt(Pass):
 @pytest.fixture
 def test_passes():
     register_pass(_Boom)
+    register_pass(_Hog)
     register_pass(_Interrupt)
     yield
-    PASSES.pop("test-boom", None)
-    PASSES.pop("test-interrupt", None)
+    for name in ("test-boom", "test-hog", "test-interrupt"):
+        PASSES.pop(name, None)
 
 
 def test_a_failing_pass_is_an_error_row_and_the_run_goes_on(run_matrix, test_passes) -> None:
@@ -83,6 +94,32 @@ def test_a_failing_pass_is_an_error_row_and_the_run_goes_on(run_matrix, test_pas
     assert err["reason"] == "RuntimeError: kaboom in a pass"
     assert "test_runner.py" in err["notes"]
     assert math.isnan(err["latency_ms_p50"])
+
+
+def test_running_out_of_memory_is_an_oom_row_and_the_next_cell_runs(run_matrix, test_passes) -> None:
+    frame = run_matrix(models=("dcgan",), pipelines=("fp32", "test-hog", "channels_last"), batch_sizes=(1,))
+    assert list(frame["status"]) == ["ok", "oom", "ok"]
+    assert "allocate" in frame.iloc[1]["reason"]
+    assert math.isnan(frame.iloc[1]["latency_ms_p50"])
+
+
+@pytest.mark.parametrize(
+    ("exc", "expected"),
+    [
+        (torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"), True),
+        (
+            RuntimeError(
+                "[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : Failed to allocate memory for requested buffer"
+            ),
+            True,
+        ),
+        (RuntimeError("CUDA failure 2: out of memory ; GPU=0"), True),
+        (RuntimeError("mat1 and mat2 shapes cannot be multiplied"), False),
+        (ValueError("bad value"), False),
+    ],
+)
+def test_out_of_memory_is_told_apart_from_other_errors(exc: Exception, expected: bool) -> None:
+    assert is_out_of_memory(exc) is expected
 
 
 def test_fp16_on_a_cpu_without_it_is_a_skipped_row(run_matrix) -> None:
