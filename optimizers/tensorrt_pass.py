@@ -5,16 +5,27 @@ Written against the TensorRT 10 Python API (named I/O tensors, `build_serialized
 this project's development machines nor on the lent GPU machines, so this code has
 not been run yet: every TensorRT cell is `skipped` with the reason until it is.
 
-Engines are cached on disk keyed by (model, size, pipeline, batch, TensorRT version,
-GPU name), so a re-run loads the engine instead of rebuilding it; the timing cache
-is shared across builds so later builds of similar graphs are faster. `build_s`
-records what the build (or the cache load) cost.
+One engine serves every batch size of a run: it holds one optimization profile per
+benchmarked batch size (min = opt = max), so each batch runs kernels tuned for
+exactly its shape, and the runtime picks the profile that matches its inputs.
+Engines are cached on disk keyed by (model, size, pipeline, the run's batch sizes,
+TensorRT version, GPU name, this module's build recipe, the ONNX bytes), so the
+first cell of a run builds and the others, and re-runs, load it; `build_s` records
+what the build (or the cache load) cost. The timing cache is kept per TensorRT
+version and GPU, so later builds of similar graphs are faster and one GPU's
+timings are never applied to another.
+
+The precision flags (`BuilderFlag.FP16/BF16/INT8`) and the int8 calibrator are
+TensorRT's "weak typing" API, deprecated in 10.12 and removed in 11; with
+TensorRT 11 only `tensorrt` (fp32, or whatever precision the ONNX model carries,
+e.g. `fp16+tensorrt`) applies, and the other modes are skipped with that reason.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib.util
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,13 +33,18 @@ from typing import Any
 import torch
 
 from bench.devices import Device
-from bench.text import cache_dir
+from bench.text import cache_dir, slug
 from optimizers.artifact import Artifact, OnnxArtifact, TensorRTArtifact
 from optimizers.registry import Pass, PassContext, PipelineError, register_pass
 
 TRT_MODES = ("fp32", "fp16", "bf16", "int8", "best")
+#: modes that set precision flags, TensorRT's weak-typing API (removed in TensorRT 11)
+WEAK_TYPED_MODES = ("fp16", "bf16", "int8", "best")
+#: bump when the build recipe below changes, so engines built by an older recipe are not reused
+BUILD_RECIPE = 2
 CALIBRATION_BATCHES = 8
 WORKSPACE_BYTES = 8 << 30
+_PRECISION = {"fp16": "fp16", "bf16": "bf16", "int8": "int8", "best": "mixed"}
 
 
 def engine_dir() -> Path:
@@ -37,17 +53,29 @@ def engine_dir() -> Path:
     return path
 
 
-def engine_key(
-    ctx: PassContext, onnx_path: Path, mode: str, trt_version: str, gpu_name: str, batch: int
-) -> str:
+def engine_key(ctx: PassContext, onnx_path: Path, mode: str, trt_version: str, gpu_name: str) -> str:
     """Cache key of an engine; the ONNX file's own bytes are in it, so a changed model never loads a stale engine."""
     digest = hashlib.sha256()
-    for text in (ctx.cache_key, mode, str(batch), ",".join(map(str, ctx.batch_sizes)), trt_version, gpu_name):
+    parts = (ctx.cache_key, mode, ",".join(map(str, profile_batches(ctx))), trt_version, gpu_name)
+    for text in (*parts, str(BUILD_RECIPE)):
         digest.update(text.encode() + b"|")
     for path in (onnx_path, onnx_path.with_name(onnx_path.name + ".data")):
         if path.is_file():
             digest.update(path.read_bytes())
     return digest.hexdigest()[:24]
+
+
+def profile_batches(ctx: PassContext) -> tuple[int, ...]:
+    """The batch sizes the engine gets a profile for: the run's, and this cell's in any case."""
+    return tuple(sorted({*ctx.batch_sizes, int(ctx.example_inputs[0].shape[0])}))
+
+
+def timing_cache_path(trt_version: str, gpu_name: str) -> Path:
+    return engine_dir() / f"timing-{slug(trt_version)}-{slug(gpu_name)}.cache"
+
+
+def major_version(version: str) -> int:
+    return int(version.split(".")[0])
 
 
 @register_pass
@@ -63,6 +91,10 @@ class TensorRT(Pass):
             raise PipelineError(f"tensorrt mode {arg!r} unknown; choose from {', '.join(TRT_MODES)}")
         self.arg = arg
 
+    @property
+    def mode(self) -> str:
+        return self.arg or "fp32"
+
     def available(self) -> str | None:
         if importlib.util.find_spec("tensorrt") is None:
             return (
@@ -73,96 +105,149 @@ class TensorRT(Pass):
     def applies_to(self, device: Device) -> str | None:
         if not device.is_cuda:
             return "TensorRT runs on NVIDIA GPUs only"
-        return self.available()
+        missing = self.available()
+        if missing is not None or self.mode not in WEAK_TYPED_MODES:
+            return missing
+        import tensorrt as trt
+
+        if major_version(trt.__version__) >= 11:
+            return (
+                f"tensorrt:{self.mode} sets precision flags, which TensorRT {trt.__version__} no longer has "
+                "(networks are strongly typed since TensorRT 11); build from a reduced-precision ONNX "
+                "model instead, e.g. fp16+tensorrt"
+            )
+        return None
 
     def apply(self, artifact: Artifact, ctx: PassContext) -> Artifact:
         import tensorrt as trt
 
         if not isinstance(artifact, OnnxArtifact):
             raise TypeError(f"tensorrt needs an ONNX artifact, got {artifact.kind}")
-        mode = self.arg or "fp32"
-        batch = int(ctx.example_inputs[0].shape[0])
         gpu = torch.cuda.get_device_name(ctx.device.torch_name)
-        key = engine_key(ctx, artifact.path, mode, trt.__version__, gpu, batch)
+        key = engine_key(ctx, artifact.path, self.mode, trt.__version__, gpu)
         engine_path = engine_dir() / f"{key}.engine"
-        precision = {"fp32": "fp32", "fp16": "fp16", "bf16": "bf16", "int8": "int8", "best": "mixed"}[mode]
+        # fp32 mode builds the network in the precision the ONNX model carries (fp16+tensorrt is fp16).
+        precision = _PRECISION.get(self.mode, artifact.precision)
         if engine_path.is_file():
-            return TensorRTArtifact(
-                path=engine_path, precision=precision, notes=(f"tensorrt engine cache hit {key}",)
-            )
-        serialized = self._build(trt, artifact.path, mode, batch, ctx)
-        tmp = engine_path.with_suffix(".tmp")
-        tmp.write_bytes(serialized)
-        tmp.replace(engine_path)
-        return TensorRTArtifact(
-            path=engine_path,
-            precision=precision,
-            notes=(f"tensorrt {trt.__version__} built {mode} engine {key}",),
-        )
+            note = f"tensorrt engine cache hit {key}"
+        else:
+            serialized = self._build(trt, artifact.path, ctx, gpu)
+            tmp = engine_path.with_suffix(f".tmp{id(serialized)}")
+            tmp.write_bytes(serialized)
+            tmp.replace(engine_path)
+            batches = ",".join(map(str, profile_batches(ctx)))
+            note = f"tensorrt {trt.__version__} built {self.mode} engine {key} (profiles for batch {batches})"
+        return TensorRTArtifact(path=engine_path, precision=precision, notes=(*artifact.notes, note))
 
-    def _build(self, trt: Any, onnx_path: Path, mode: str, batch: int, ctx: PassContext) -> bytes:
-        logger = trt.Logger(trt.Logger.WARNING)
-        builder = trt.Builder(logger)
+    def _build(self, trt: Any, onnx_path: Path, ctx: PassContext, gpu: str) -> bytes:
+        from bench.runtimes.tensorrt import trt_logger
+
+        builder = trt.Builder(trt_logger())
         network = builder.create_network(0)  # explicit batch is the only mode in TensorRT 10
-        parser = trt.OnnxParser(network, logger)
+        parser = trt.OnnxParser(network, trt_logger())
         if not parser.parse_from_file(str(onnx_path)):
             errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
             raise RuntimeError(f"TensorRT could not parse the ONNX model: {errors}")
         config = builder.create_builder_config()
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, WORKSPACE_BYTES)
-        if mode == "fp32":
-            config.clear_flag(trt.BuilderFlag.TF32)  # TF32 is on by default; an fp32 row must be fp32
-        if mode in ("fp16", "best"):
-            config.set_flag(trt.BuilderFlag.FP16)
-        if mode in ("bf16", "best"):
-            config.set_flag(trt.BuilderFlag.BF16)
-        if mode in ("int8", "best"):
-            config.set_flag(trt.BuilderFlag.INT8)
+        inputs = [network.get_input(i) for i in range(network.num_inputs)]
+        for batch in profile_batches(ctx):
+            config.add_optimization_profile(_fixed_batch_profile(builder, inputs, batch))
+        with warnings.catch_warnings():
+            # TensorRT >= 10.12 warns that the weak-typing API below is deprecated; it is what
+            # tensorrt:fp16|bf16|int8|best mean on TensorRT 10, and applies_to keeps it off TensorRT 11.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            mode = self.mode
+            if mode == "fp32":
+                config.clear_flag(trt.BuilderFlag.TF32)  # TF32 is on by default; an fp32 row must be fp32
+            if mode in ("fp16", "best"):
+                config.set_flag(trt.BuilderFlag.FP16)
+            if mode in ("bf16", "best"):
+                config.set_flag(trt.BuilderFlag.BF16)
+            if mode in ("int8", "best"):
+                config.set_flag(trt.BuilderFlag.INT8)
+                # Calibration runs at one shape; min = opt = max so the build profiles stay as they are.
+                calibration_batch = int(ctx.example_inputs[0].shape[0])
+                config.set_calibration_profile(_fixed_batch_profile(builder, inputs, calibration_batch))
+                config.int8_calibrator = _entropy_calibrator(
+                    trt, ctx.calibration(CALIBRATION_BATCHES), inputs, ctx.device
+                )
 
-        lo, hi = min(ctx.batch_sizes), max(ctx.batch_sizes)
-        profile = builder.create_optimization_profile()
-        for i in range(network.num_inputs):
-            tensor = network.get_input(i)
-            rest = tuple(tensor.shape)[1:]
-            profile.set_shape(tensor.name, (lo, *rest), (batch, *rest), (hi, *rest))
-        config.add_optimization_profile(profile)
-        if mode in ("int8", "best"):
-            config.set_calibration_profile(profile)
-            config.int8_calibrator = _entropy_calibrator(
-                trt, ctx.calibration(CALIBRATION_BATCHES), ctx.device
-            )
-
-        timing_path = engine_dir() / "timing.cache"
-        timing = config.create_timing_cache(timing_path.read_bytes() if timing_path.is_file() else b"")
-        config.set_timing_cache(timing, ignore_mismatch=True)
+        timing_path = timing_cache_path(trt.__version__, gpu)
+        timing = _load_timing_cache(config, timing_path)
+        config.set_timing_cache(timing, ignore_mismatch=False)
         serialized = builder.build_serialized_network(network, config)
         if serialized is None:
             raise RuntimeError("TensorRT engine build failed (see the TensorRT log above)")
-        timing_path.write_bytes(bytes(config.get_timing_cache().serialize()))
+        tmp = timing_path.with_suffix(f".tmp{id(config)}")
+        tmp.write_bytes(bytes(config.get_timing_cache().serialize()))
+        tmp.replace(timing_path)
         return bytes(serialized)
 
 
-def _entropy_calibrator(trt: Any, batches: Iterator[tuple[torch.Tensor, ...]], device: Device) -> Any:
-    """An IInt8EntropyCalibrator2 fed from the model's own input generator, on the GPU."""
+def _fixed_batch_profile(builder: Any, inputs: list[Any], batch: int) -> Any:
+    """An optimization profile with every input at `batch` (min = opt = max)."""
+    profile = builder.create_optimization_profile()
+    for tensor in inputs:
+        shape = tuple(tensor.shape)
+        if any(dim < 0 for dim in shape[1:]):
+            raise RuntimeError(
+                f"ONNX input {tensor.name} has dynamic dimensions besides the batch: {shape}; "
+                "genbench builds TensorRT profiles over the batch size only"
+            )
+        if shape[0] >= 0 and shape[0] != batch:
+            raise RuntimeError(
+                f"ONNX input {tensor.name} has a fixed batch of {shape[0]}, cannot build a profile for batch "
+                f"{batch}; export the model with a dynamic batch axis or run only --batch-sizes {shape[0]}"
+            )
+        fixed = (batch, *shape[1:])
+        profile.set_shape(tensor.name, fixed, fixed, fixed)
+    return profile
+
+
+def _load_timing_cache(config: Any, path: Path) -> Any:
+    """This TensorRT version's and GPU's timing cache, or a fresh one if there is none or it is unreadable."""
+    if path.is_file():
+        try:
+            return config.create_timing_cache(path.read_bytes())
+        except Exception:  # a truncated or foreign cache costs a slower build, not a failed cell
+            pass
+    return config.create_timing_cache(b"")
+
+
+def _entropy_calibrator(
+    trt: Any, batches: Iterator[tuple[torch.Tensor, ...]], inputs: list[Any], device: Device
+) -> Any:
+    """An IInt8EntropyCalibrator2 fed from the model's own input generator, on the GPU.
+
+    Inputs are matched to the network's by position (the generator yields them in the
+    model's argument order, which is the ONNX input order) and given the network's
+    dtype; the copies are finished before TensorRT, on its own stream, reads them.
+    """
+    from bench.runtimes.tensorrt import torch_dtype
+
+    names = [tensor.name for tensor in inputs]
+    dtypes = [torch_dtype(tensor.dtype) for tensor in inputs]
 
     class Calibrator(trt.IInt8EntropyCalibrator2):  # type: ignore[misc,name-defined]
         def __init__(self) -> None:
             super().__init__()
-            self._batches = batches
-            self._held: list[torch.Tensor] = []
-            self._size = 1
+            self._held: dict[str, torch.Tensor] = {}
 
         def get_batch_size(self) -> int:
-            return self._size
+            return 1  # explicit-batch networks: the batch is part of each tensor's shape
 
-        def get_batch(self, names: list[str]) -> list[int] | None:
+        def get_batch(self, wanted: list[str]) -> list[int] | None:
             try:
-                inputs = next(self._batches)
+                tensors = next(batches)
             except StopIteration:
                 return None
-            self._held = [t.to(device.torch_name).contiguous() for t in inputs]
-            self._size = int(self._held[0].shape[0])
-            return [t.data_ptr() for t in self._held[: len(names)]]
+            self._held = {
+                name: t.to(device.torch_name, dtype).contiguous()
+                for name, dtype, t in zip(names, dtypes, tensors, strict=True)
+            }
+            torch.cuda.current_stream(device.torch_name).synchronize()
+            return [self._held[name].data_ptr() for name in wanted]
 
         def read_calibration_cache(self) -> bytes | None:
             return None
