@@ -108,7 +108,11 @@ class Compile(Pass):
         if art.compiled:
             raise PipelineError("compile appears twice in the pipeline")
         module = copy.deepcopy(art.module)
-        compiled = torch.compile(module, mode=self.arg or "default")
+        # Dynamo keeps state per code object for the whole process: after a batch-1 cell, the
+        # batch-8 cell of the same model would compile a dynamic-batch graph ("automatic
+        # dynamic"). Each cell gets what a fresh process would build: a static graph.
+        torch.compiler.reset()
+        compiled = torch.compile(module, mode=self.arg or "default", dynamic=False)
         inputs = present_inputs(ctx.example_inputs, ctx.device.torch_name, art.input_dtype, art.channels_last)
         with torch.inference_mode():
             compiled(*inputs)

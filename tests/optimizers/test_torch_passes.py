@@ -57,6 +57,24 @@ def test_compile_matches_eager_on_tiny_unet() -> None:
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
 
 
+def test_each_compile_cell_gets_a_static_graph_whatever_ran_before(monkeypatch) -> None:
+    """Without a reset, Dynamo's per-code-object state makes the second batch size compile a
+    dynamic-batch graph (a different artifact from what a fresh process times)."""
+    spec = get_model("dcgan")
+    step = parse_pipeline("compile").passes[0]
+    step.apply(TorchArtifact(module=spec.build("tiny")), pass_context(spec.example_inputs(1, "tiny", 0)))
+    art = step.apply(
+        TorchArtifact(module=spec.build("tiny")), pass_context(spec.example_inputs(8, "tiny", 0))
+    )
+    same_shape, other_batch = spec.example_inputs(8, "tiny", 1), spec.example_inputs(5, "tiny", 0)
+    monkeypatch.setattr(torch._dynamo.config, "error_on_recompile", True)
+    with torch.inference_mode():
+        art.module(*same_shape)  # the compiled shape: no recompile
+        with pytest.raises(Exception, match="[Rr]ecompil"):
+            art.module(*other_batch)  # a static graph: another batch size recompiles
+    torch.compiler.reset()
+
+
 def test_cudagraph_is_skipped_on_cpu_with_a_reason() -> None:
     step = parse_pipeline("cudagraph").passes[0]
     assert step.applies_to(Device("cpu")) == "CUDA graphs need an NVIDIA GPU"
