@@ -1,13 +1,16 @@
-"""Energy per item from sampled board power (NVML on NVIDIA GPUs, through bench.nvml).
+"""Energy of the timed region (NVML on NVIDIA GPUs, through bench.nvml).
 
-A background thread reads power at >= 10 Hz while the timed region runs; energy
-is the trapezoid integral of those readings over the sampled interval, divided
-by the items processed. The power reader is injectable, so the integration and
-threading are tested on CPU; the NVML reader needs a GPU and `nvidia-ml-py`.
+The GPU's energy counter read at the start and end of the timed region gives the
+energy where the GPU has one (Volta and newer). A background thread also reads
+power at >= 10 Hz throughout; its trapezoid integral is the energy where there is
+no counter, and the samples show the power over the region. The readers are
+injectable, so the arithmetic and threading are tested on CPU; the NVML readers
+need a GPU and `nvidia-ml-py`.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +23,7 @@ class EnergyReading:
     joules: float
     seconds: float
     n_samples: int
+    source: str = "power-integral"
 
     @property
     def avg_power_w(self) -> float:
@@ -59,3 +63,44 @@ class PowerSampler(PeriodicSampler):
 
     def reading(self) -> EnergyReading:
         return integrate(self.times, self.watts)
+
+
+class EnergyMeter:
+    """Energy between `start()` and `stop()`: the energy counter's difference, else integrated power.
+
+    Started after warm-up, so warm-up and lazy initialization are not billed to the
+    timed items; `stop()` always joins the sampling thread.
+    """
+
+    def __init__(
+        self,
+        read_watts: Callable[[], float],
+        read_energy_j: Callable[[], float],
+        interval_s: float = 0.02,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.read_energy_j = read_energy_j
+        self.clock = clock
+        self._sampler = PowerSampler(read_watts, interval_s, clock)
+        self._start: tuple[float, float] | None = None
+        self._end: tuple[float, float] | None = None
+
+    def start(self) -> None:
+        self._start = (self.clock(), self.read_energy_j())
+        self._sampler.__enter__()
+
+    def stop(self) -> None:
+        if self._start is None or self._end is not None:
+            return
+        self._sampler.__exit__(None, None, None)
+        self._end = (self.clock(), self.read_energy_j())
+
+    def reading(self) -> EnergyReading | None:
+        """None if the meter never started (the region failed before its timed part)."""
+        if self._start is None or self._end is None:
+            return None
+        (t0, e0), (t1, e1) = self._start, self._end
+        joules = e1 - e0
+        if not math.isnan(joules) and joules > 0:
+            return EnergyReading(joules, t1 - t0, len(self._sampler.times), source="energy-counter")
+        return self._sampler.reading()

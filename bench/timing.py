@@ -142,11 +142,14 @@ def sample_adaptively(
     measure_once: Callable[[], float],
     policy: SamplingPolicy,
     wall: Callable[[], float] = time.monotonic,
+    on_timed_start: Callable[[], None] = lambda: None,
 ) -> Sampled:
     """Warm up, then sample until the median is precise enough or the budget is spent.
 
     ``measure_once`` runs the workload once and returns its latency in ms;
-    ``wall`` is the host clock that bounds warm-up and budget (injectable for tests).
+    ``wall`` is the host clock that bounds warm-up and budget (injectable for tests);
+    ``on_timed_start`` runs between warm-up and the first timed sample (where the
+    runner starts its energy meter and reads the GPU's clock and temperature).
     The precision check runs every ~10% more samples so it stays cheap at high counts.
     """
     result = Sampled()
@@ -155,6 +158,7 @@ def sample_adaptively(
         result.warmup_ms.append(measure_once())
         if wall() - start >= policy.time_budget_s:
             break
+    on_timed_start()
     start = wall()
     next_check = policy.min_samples
     while True:

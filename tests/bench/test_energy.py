@@ -2,7 +2,7 @@ import time
 
 import pytest
 
-from bench.energy import PowerSampler, integrate
+from bench.energy import EnergyMeter, PowerSampler, integrate
 from bench.nvml import open_gpu
 
 
@@ -34,3 +34,39 @@ def test_nvml_reader_is_none_without_a_gpu() -> None:
     if torch.cuda.is_available():
         pytest.skip("has a GPU")
     assert open_gpu(0) is None
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_meter_takes_energy_from_the_counter_between_start_and_stop() -> None:
+    clock, counter = _Clock(), {"j": 5_000.0}
+    meter = EnergyMeter(lambda: 999.0, lambda: counter["j"], interval_s=10.0, clock=clock)
+    counter["j"] += 40.0  # before start: warm-up, not billed
+    meter.start()
+    clock.now, counter["j"] = 2.0, counter["j"] + 600.0
+    meter.stop()
+    reading = meter.reading()
+    assert reading is not None and reading.source == "energy-counter"
+    assert reading.joules == pytest.approx(600.0) and reading.avg_power_w == pytest.approx(300.0)
+
+
+def test_meter_integrates_power_where_there_is_no_counter() -> None:
+    meter = EnergyMeter(lambda: 250.0, lambda: float("nan"), interval_s=0.01)
+    meter.start()
+    time.sleep(0.2)
+    meter.stop()
+    reading = meter.reading()
+    assert reading is not None and reading.source == "power-integral"
+    assert reading.avg_power_w == pytest.approx(250.0) and reading.n_samples >= 3
+
+
+def test_meter_never_started_has_no_reading() -> None:
+    meter = EnergyMeter(lambda: 250.0, lambda: 1.0)
+    meter.stop()  # the cell failed before its timed region: stop is harmless
+    assert meter.reading() is None

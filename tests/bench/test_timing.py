@@ -160,6 +160,23 @@ def test_warmup_runs_for_its_time() -> None:
     assert len(result.warmup_ms) in (10, 11)  # 10 x 10 ms reach 0.1 s, give or take float rounding
 
 
+def test_timed_start_hook_runs_between_warmup_and_the_first_timed_sample() -> None:
+    clock = FakeClock()
+    calls: list[int] = []
+    workload = _fake_workload(clock, [10.0] * 1000)
+
+    def measure_once() -> float:
+        calls.append(0)
+        return workload()
+
+    policy = SamplingPolicy(min_samples=3, time_budget_s=10, warmup_s=0.05, warmup_min_iters=2)
+    seen_at: list[int] = []
+    result = sample_adaptively(
+        measure_once, policy, wall=clock, on_timed_start=lambda: seen_at.append(len(calls))
+    )
+    assert seen_at == [len(result.warmup_ms)]  # once, after every warm-up call and before any timed one
+
+
 def test_policy_validation() -> None:
     with pytest.raises(ValueError):
         SamplingPolicy(min_samples=0)
