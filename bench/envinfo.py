@@ -123,6 +123,13 @@ def capture_environment() -> dict[str, Any]:
         "platform": platform.platform(),
         "packages": package_versions(),
         "torch_cuda": torch.version.cuda,
+        # What fp32 means on a GPU: TF32 convolutions (cuDNN, on by default) and matmuls (off by default).
+        "torch_backends": {
+            "cuda_matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
+            "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
+            "cudnn_benchmark": torch.backends.cudnn.benchmark,
+            "float32_matmul_precision": torch.get_float32_matmul_precision(),
+        },
         "cpu": cpu_info(),
         "gpus": gpu_info(),
         "git_sha": git_sha(),

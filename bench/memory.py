@@ -42,6 +42,17 @@ def device_peak_mb(device: Device) -> float:
     return torch.cuda.max_memory_allocated(device.torch_name) / 2**20
 
 
+def device_peak_reserved_mb(device: Device) -> float:
+    """Peak bytes torch's caching allocator held on the device since the last reset (NaN on CPU).
+
+    Above the allocated peak by the allocator's cache and fragmentation: what the
+    device must really have free for this cell.
+    """
+    if not device.is_cuda:
+        return float("nan")
+    return torch.cuda.max_memory_reserved(device.torch_name) / 2**20
+
+
 def module_size(module: nn.Module) -> tuple[int, int]:
     """(parameter count, bytes of parameters and buffers) of a module, as stored."""
     params = sum(p.numel() for p in module.parameters())

@@ -18,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 #: column -> pandas dtype. Nullable dtypes, because a skipped cell has no latency.
 CELL_COLUMNS: dict[str, str] = {
@@ -54,6 +54,7 @@ CELL_COLUMNS: dict[str, str] = {
     "includes_transfers": "boolean",
     "build_s": "float64",
     "peak_device_mem_mb": "float64",
+    "peak_device_reserved_mb": "float64",
     "peak_host_rss_mb": "float64",
     "nvml_process_mem_mb": "float64",
     "model_bytes": "Int64",
@@ -75,6 +76,9 @@ CELL_COLUMNS: dict[str, str] = {
     "git_sha": "string",
     "notes": "string",
 }
+#: columns added after schema 1, with the version that added them: a table written before
+#: them (a nightly baseline recorded by an older genbench) reads back with them empty.
+COLUMNS_SINCE: dict[str, int] = {"peak_device_reserved_mb": 2}
 SAMPLE_COLUMNS: dict[str, str] = {"cell_id": "Int64", "iter": "Int64", "latency_ms": "float64"}
 STATUSES = ("ok", "skipped", "error", "oom")
 
@@ -184,6 +188,9 @@ def read_cells(path: Path) -> pd.DataFrame:
         frame = pd.read_csv(csv, keep_default_na=True)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise ValueError(f"{csv} is not a readable CSV: {exc}".splitlines()[0]) from None
+    for column in COLUMNS_SINCE:
+        if column not in frame.columns:
+            frame[column] = pd.NA
     missing = [c for c in CELL_COLUMNS if c not in frame.columns]
     if missing:
         raise ValueError(f"{csv} has another schema: missing columns {', '.join(missing)}")

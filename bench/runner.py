@@ -29,11 +29,11 @@ import torch
 from bench.catalog import skip_reason
 from bench.config import RunConfig
 from bench.devices import Device, device_name, synchronize
-from bench.energy import PowerSampler
+from bench.energy import EnergyMeter, EnergyReading
 from bench.envinfo import git_sha
 from bench.fidelity import compare_outputs
-from bench.memory import PeakRSS, device_peak_mb, module_size, reset_device_peak
-from bench.nvml import open_gpu
+from bench.memory import PeakRSS, device_peak_mb, device_peak_reserved_mb, module_size, reset_device_peak
+from bench.nvml import GpuState, Nvml, open_gpu
 from bench.peak import PeakResult, read_cached
 from bench.results import ResultWriter
 from bench.runtimes import first_tensor, load
@@ -41,7 +41,7 @@ from bench.text import one_line
 from bench.timing import HostTimer, SamplingPolicy, sample_adaptively, summarize, timer_for
 from bench.work import count_flops
 from optimizers.artifact import Artifact, TorchArtifact, present_inputs
-from optimizers.registry import PassContext, Pipeline
+from optimizers.registry import NotApplicable, PassContext, Pipeline
 from reference_models.spec import ModelSpec
 
 REASON_MAX_CHARS = 400
@@ -188,6 +188,8 @@ class Runner:
             row["status"] = "ok"
         except (KeyboardInterrupt, SystemExit):
             raise
+        except NotApplicable as exc:
+            row.update(status="skipped", reason=one_line(exc)[:REASON_MAX_CHARS])
         except Exception as exc:
             status = "oom" if is_out_of_memory(exc) else "error"
             row.update(status=status, reason=one_line(exc)[:REASON_MAX_CHARS])
@@ -196,18 +198,14 @@ class Runner:
         finally:
             if not self.config.keep_artifacts:
                 shutil.rmtree(workdir, ignore_errors=True)
+        if any(step.name == "compile" for step in cell.pipeline.passes):
+            torch.compiler.reset()  # drops compiled code and CUDA-graph pools, which outlive the module
         if row["status"] == "oom":
             # Only here, out of the except block, are the failed cell's frames (and the
             # tensors they hold through the traceback) gone, so the memory can really be freed.
             gc.collect()
             _release_device_cache(self.device)
         return row, samples
-
-    def _power_sampler(self) -> contextlib.AbstractContextManager[Any]:
-        """NVML power sampling on CUDA where readable; nothing on CPU (no portable power reading)."""
-        if self._nvml is None:
-            return contextlib.nullcontext()
-        return PowerSampler(self._nvml.power_w)
 
     def _transfer_times(
         self, runtime: Any, inputs: tuple[torch.Tensor, ...], prepared: Any
@@ -258,9 +256,13 @@ class Runner:
                         flops = count_flops(artifact.module, placed)
             synchronize(self.device)
             row["build_s"] = time.perf_counter() - t0
-
+            params, model_bytes = module_size((last_torch or TorchArtifact(module=ref.module)).module)
+            if not isinstance(artifact, TorchArtifact):
+                model_bytes = _artifact_bytes(artifact) or model_bytes
             # The device peak from here on is what running the optimized model needs:
-            # its weights, activations and workspace, not the build's intermediate copies.
+            # its weights, activations and workspace, not the build's intermediate copies
+            # (nor the torch model an exported pipeline started from).
+            last_torch = None
             _release_device_cache(self.device)
             reset_device_peak(self.device)
             runtime = load(artifact, self.device)
@@ -276,22 +278,23 @@ class Runner:
                 timed = lambda: runtime.to_torch(runtime.run(runtime.prepare(ref.inputs)))  # noqa: E731
             else:
                 timed = lambda: runtime.run(prepared)  # noqa: E731
-            state_start = self._nvml.state() if self._nvml else None
-            with self._power_sampler() as power:
-                sampled = sample_adaptively(lambda: self.timer.measure(timed), self.policy)
-            state_end = self._nvml.state() if self._nvml else None
-            process_mem = self._nvml.process_memory_mb() if self._nvml else math.nan
+            gpu = _GpuWatch(self._nvml)
+            try:
+                sampled = sample_adaptively(
+                    lambda: self.timer.measure(timed), self.policy, on_timed_start=gpu.start
+                )
+            finally:
+                gpu.stop()
 
         stats = summarize(sampled.latencies_ms)
         fidelity = compare_outputs(ref.output, output)
-        params, model_bytes = module_size((last_torch or TorchArtifact(module=ref.module)).module)
-        if not isinstance(artifact, TorchArtifact):
-            model_bytes = _artifact_bytes(artifact) or model_bytes
         throughput = cell.batch_size / (stats.p50 / 1e3)
-        energy = power.reading() if isinstance(power, PowerSampler) else None
-        items_run = cell.batch_size * (len(sampled.warmup_ms) + len(sampled.latencies_ms))
+        energy = gpu.energy()
+        items_timed = cell.batch_size * len(sampled.latencies_ms)
         gflops_per_item = flops / cell.batch_size / 1e9
         notes = [*artifact.notes, f"stop={sampled.stop_reason}"]
+        if energy is not None:
+            notes.append(f"energy={energy.source}")
         row.update(
             runtime=runtime.runtime_name,
             precision=artifact.precision,
@@ -305,7 +308,11 @@ class Runner:
             latency_ci95_rel=stats.ci_rel_halfwidth,
             noisy=stats.noisy,
             throughput_items_s=throughput,
-            peak_device_mem_mb=device_peak_mb(self.device),
+            # ONNX Runtime and TensorRT allocate outside torch: their memory is nvml_process_mem_mb's.
+            peak_device_mem_mb=device_peak_mb(self.device) if runtime.allocates_through_torch else math.nan,
+            peak_device_reserved_mb=(
+                device_peak_reserved_mb(self.device) if runtime.allocates_through_torch else math.nan
+            ),
             peak_host_rss_mb=rss.peak_mb,
             model_bytes=model_bytes,
             params=params,
@@ -314,16 +321,16 @@ class Runner:
             pct_of_peak=pct_of_peak(
                 self.peak, artifact.precision, gflops_per_item * throughput * 1e9, self.device
             ),
-            energy_j_per_item=energy.joules / items_run if energy else math.nan,
+            energy_j_per_item=energy.joules / items_timed if energy else math.nan,
             avg_power_w=energy.avg_power_w if energy else math.nan,
             transfer_h2d_ms=transfers[0],
             transfer_d2h_ms=transfers[1],
             includes_transfers=self.config.include_transfers and self.device.is_cuda,
-            nvml_process_mem_mb=process_mem,
-            sm_clock_mhz_start=state_start.sm_clock_mhz if state_start else math.nan,
-            sm_clock_mhz_end=state_end.sm_clock_mhz if state_end else math.nan,
-            gpu_temp_c_start=state_start.temperature_c if state_start else math.nan,
-            gpu_temp_c_end=state_end.temperature_c if state_end else math.nan,
+            nvml_process_mem_mb=gpu.process_mem_mb,
+            sm_clock_mhz_start=gpu.state_start.sm_clock_mhz,
+            sm_clock_mhz_end=gpu.state_end.sm_clock_mhz,
+            gpu_temp_c_start=gpu.state_start.temperature_c,
+            gpu_temp_c_end=gpu.state_end.temperature_c,
             psnr_db=fidelity.psnr_db,
             max_abs_err=fidelity.max_abs_err,
             cosine=fidelity.cosine,
@@ -331,6 +338,37 @@ class Runner:
             notes="; ".join(notes),
         )
         return sampled.latencies_ms
+
+
+_NO_STATE = GpuState(sm_clock_mhz=math.nan, temperature_c=math.nan)
+
+
+class _GpuWatch:
+    """What NVML says over a cell's timed region: energy, clocks and temperature at its edges, process memory.
+
+    Everything stays NaN on CPU, where there is no portable power reading, and where
+    NVML is missing or refuses.
+    """
+
+    def __init__(self, nvml: Nvml | None) -> None:
+        self._nvml = nvml
+        self._meter = EnergyMeter(nvml.power_w, nvml.energy_j) if nvml else None
+        self.state_start = self.state_end = _NO_STATE
+        self.process_mem_mb = math.nan
+
+    def start(self) -> None:
+        if self._nvml and self._meter:
+            self.state_start = self._nvml.state()
+            self._meter.start()
+
+    def stop(self) -> None:
+        if self._nvml and self._meter:
+            self._meter.stop()
+            self.state_end = self._nvml.state()
+            self.process_mem_mb = self._nvml.process_memory_mb()
+
+    def energy(self) -> EnergyReading | None:
+        return self._meter.reading() if self._meter else None
 
 
 def usable_peak(device: Device, name: str) -> PeakResult | None:

@@ -61,7 +61,7 @@ from torch import nn
 
 from bench.devices import Device
 from optimizers.artifact import Artifact, TorchArtifact
-from optimizers.registry import Pass, PassContext, PipelineError, register_pass
+from optimizers.registry import NotApplicable, Pass, PassContext, PipelineError, register_pass
 
 DEFAULT_RATIO = 0.5
 
@@ -660,7 +660,7 @@ class Sparsity(Pass):
         with torch.no_grad():
             zeros, total = sparsify_unstructured(module, self.ratio)
         if total == 0:
-            raise PipelineError("sparsity: the model has no conv or linear weights to sparsify")
+            raise NotApplicable("sparsity: the model has no conv or linear weights to sparsify")
         note = (
             f"{zeros / total:.1%} of conv/linear weights are zero ({_human(zeros)}/{_human(total)}); "
             "dense kernels: no speedup expected"
@@ -725,8 +725,11 @@ class Sparse24(Pass):
             raise PipelineError(
                 "sparse24 needs fp16 or bf16 weights: put fp16 or bf16 before it (e.g. fp16+sparse24)"
             )
-        from torch.sparse import to_sparse_semi_structured
+        from torch.sparse import SparseSemiStructuredTensor, to_sparse_semi_structured
 
+        # torch picks cuSPARSELt unless told otherwise; builds without it have the CUTLASS kernels.
+        backend = "cusparselt" if torch.backends.cusparselt.is_available() else "cutlass"
+        SparseSemiStructuredTensor._FORCE_CUTLASS = backend == "cutlass"
         module = copy.deepcopy(art.module)
         converted = skipped = 0
         sparse_weights = total_weights = 0
@@ -745,10 +748,13 @@ class Sparse24(Pass):
             converted += 1
             sparse_weights += weight.numel()
         if converted == 0:
-            raise PipelineError(
+            raise NotApplicable(
                 f"sparse24: none of the {skipped} Linear layers meets the 2:4 kernel shape constraints "
                 "(rows multiple of 32, columns multiple of 64)"
             )
         share = sparse_weights / total_weights if total_weights else 0.0
-        note = f"2:4 sparse: {converted} Linear layers ({share:.1%} of conv/linear weights); {skipped} left dense"
+        note = (
+            f"2:4 sparse ({backend}): {converted} Linear layers ({share:.1%} of conv/linear weights); "
+            f"{skipped} left dense"
+        )
         return art.evolve(module=module, notes=(*art.notes, note))

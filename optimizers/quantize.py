@@ -57,7 +57,7 @@ from bench.devices import Device
 from bench.text import one_line
 from optimizers.artifact import Artifact, OnnxArtifact, TorchArtifact, present_inputs
 from optimizers.onnx_passes import missing, onnx_artifact, quiet
-from optimizers.registry import Pass, PassContext, PipelineError, register_pass
+from optimizers.registry import NotApplicable, Pass, PassContext, PipelineError, register_pass
 
 CALIBRATION_METHODS: dict[str, str] = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
 DEFAULT_CALIBRATION_BATCHES = 8
@@ -381,7 +381,7 @@ class Int8(_OrtQuantPass):
             ]
             return art.evolve(path=out, precision="int8", notes=(*art.notes, *notes))
         if not failures:
-            raise RuntimeError(f"nothing to quantize: the graph has no {'/'.join(CONV_TRANSPOSE_OPS)} node")
+            raise NotApplicable(f"nothing to quantize: the graph has no {'/'.join(CONV_TRANSPOSE_OPS)} node")
         raise RuntimeError(f"int8 static quantization failed with every recipe: {' | '.join(failures)}")
 
 
@@ -430,7 +430,7 @@ class Int8Dynamic(_OrtQuantPass):
                 weight_type=QuantType.QInt8,
             )
         if int8_node_count(out) == 0:
-            raise RuntimeError(
+            raise NotApplicable(
                 f"nothing quantized: no {'/'.join(self.op_types)} node with constant weights in the graph"
             )
         counts = quantized_ops(out, self.op_types)

@@ -30,6 +30,12 @@ class PipelineError(ValueError):
     """A pipeline string that cannot be built: unknown pass, bad argument, impossible order."""
 
 
+class NotApplicable(PipelineError):
+    """A pass that finds, once it sees the model, nothing to work on (2:4 sparsity on a model
+    without Linear layers, int8-dynamic on a graph without MatMul): the cell is `skipped`
+    with this reason, as for a pass that does not apply to the device, not an `error`."""
+
+
 @dataclass(frozen=True)
 class PassContext:
     """What a pass may need beyond the artifact: where it runs and what data the model sees.

@@ -13,10 +13,18 @@ from bench.config import RunConfig
 from bench.devices import Device, parse_device
 from bench.results import ResultWriter
 from bench.runner import Runner, plan_cells
-from optimizers.registry import PassContext
+from optimizers.artifact import Artifact
+from optimizers.registry import PASSES, Pass, PassContext, register_pass
 
 CPU = Device("cpu")
 FAST = {"time_budget_s": 0.2, "min_samples": 3, "warmup_s": 0.0, "size": "tiny"}
+
+
+@pytest.fixture(autouse=True)
+def _private_cache_dir(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Tests never read or write the user's cache: a measured peak there would change pct_of_peak,
+    a cached TensorRT engine would skip the build under test."""
+    monkeypatch.setenv("GENBENCH_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "genbench-cache"))
 
 
 @pytest.fixture
@@ -54,3 +62,39 @@ def pass_context(
         workdir=workdir,
         batch_sizes=(int(inputs[0].shape[0]),),
     )
+
+
+class _Boom(Pass):
+    name = "test-boom"
+    summary = "raises, to test error rows"
+
+    def apply(self, artifact: Artifact, ctx: PassContext) -> Artifact:
+        raise RuntimeError("kaboom in a pass\nsecond line is dropped")
+
+
+class _Hog(Pass):
+    name = "test-hog"
+    summary = "asks the allocator for a petabyte, to test oom rows"
+
+    def apply(self, artifact: Artifact, ctx: PassContext) -> Artifact:
+        torch.empty(2**50, dtype=torch.uint8, device=ctx.device.torch_name)
+        return artifact
+
+
+class _Interrupt(Pass):
+    name = "test-interrupt"
+    summary = "acts as Ctrl-C, to test that finished rows survive"
+
+    def apply(self, artifact: Artifact, ctx: PassContext) -> Artifact:
+        raise KeyboardInterrupt
+
+
+@pytest.fixture
+def test_passes() -> Iterator[None]:
+    """Registers passes that fail on purpose: an exception, an impossible allocation, a Ctrl-C."""
+    register_pass(_Boom)
+    register_pass(_Hog)
+    register_pass(_Interrupt)
+    yield
+    for name in ("test-boom", "test-hog", "test-interrupt"):
+        PASSES.pop(name, None)

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 class LoadedModel(Protocol):
     #: what ran it, for the `runtime` column, e.g. "torch-eager" or "onnxruntime:CPUExecutionProvider"
     runtime_name: str
+    #: whether its device memory is torch's (then torch's peak counters cover it) or its own
+    allocates_through_torch: bool
 
     def prepare(self, inputs: tuple[torch.Tensor, ...]) -> Any: ...
 

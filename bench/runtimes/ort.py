@@ -97,6 +97,8 @@ def _input_positions(names: list[str]) -> list[int]:
 class OrtRuntime:
     """One onnxruntime session for one artifact; see the module docstring for what is timed."""
 
+    allocates_through_torch = False
+
     def __init__(self, artifact: OnnxArtifact, device: Device) -> None:
         try:
             import onnxruntime as ort
@@ -191,6 +193,9 @@ class OrtRuntime:
             )
         for name in self.output_names:
             binding.bind_output(name, "cuda", index)
+        # onnxruntime's CUDA provider runs on a stream of its own and does not wait for
+        # torch's: the input copies and casts above must be finished before it reads them.
+        torch.cuda.current_stream(self.device.torch_name).synchronize()
         return binding, kept
 
     # ------------------------------------------------------------------ run

@@ -12,6 +12,8 @@ from optimizers.artifact import TorchArtifact, present_inputs
 
 
 class TorchRuntime:
+    allocates_through_torch = True
+
     def __init__(self, artifact: TorchArtifact, device: Device) -> None:
         self.artifact = artifact
         self.device = device

@@ -11,8 +11,7 @@ from bench.config import RunConfig
 from bench.devices import Device
 from bench.results import ResultWriter, read_cells, read_samples
 from bench.runner import Runner, is_out_of_memory, plan_cells
-from optimizers.artifact import Artifact
-from optimizers.registry import PASSES, Pass, PassContext, parse_pipeline, register_pass
+from optimizers.registry import parse_pipeline
 from reference_models import get_model
 from tests.conftest import FAST
 
@@ -52,47 +51,12 @@ def test_every_raw_sample_is_kept(tmp_path) -> None:
         assert mine.median() == pytest.approx(row.latency_ms_p50)
 
 
-class _Boom(Pass):
-    name = "test-boom"
-    summary = "raises, to test error rows"
-
-    def apply(self, artifact: Artifact, ctx: PassContext) -> Artifact:
-        raise RuntimeError("kaboom in a pass\nsecond line is dropped")
-
-
-class _Hog(Pass):
-    name = "test-hog"
-    summary = "asks the allocator for a petabyte, to test oom rows"
-
-    def apply(self, artifact: Artifact, ctx: PassContext) -> Artifact:
-        torch.empty(2**50, dtype=torch.uint8, device=ctx.device.torch_name)
-        return artifact
-
-
-class _Interrupt(Pass):
-    name = "test-interrupt"
-    summary = "acts as Ctrl-C, to test that finished rows survive"
-
-    def apply(self, artifact: Artifact, ctx: PassContext) -> Artifact:
-        raise KeyboardInterrupt
-
-
-@pytest.fixture
-def test_passes():
-    register_pass(_Boom)
-    register_pass(_Hog)
-    register_pass(_Interrupt)
-    yield
-    for name in ("test-boom", "test-hog", "test-interrupt"):
-        PASSES.pop(name, None)
-
-
 def test_a_failing_pass_is_an_error_row_and_the_run_goes_on(run_matrix, test_passes) -> None:
     frame = run_matrix(models=("dcgan",), pipelines=("fp32", "test-boom", "channels_last"), batch_sizes=(1,))
     assert list(frame["status"]) == ["ok", "error", "ok"]
     err = frame.iloc[1]
     assert err["reason"] == "RuntimeError: kaboom in a pass"
-    assert "test_runner.py" in err["notes"]
+    assert "conftest.py" in err["notes"]  # where the failing pass lives
     assert math.isnan(err["latency_ms_p50"])
 
 

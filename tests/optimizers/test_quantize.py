@@ -18,7 +18,7 @@ from bench.fidelity import compare_outputs  # noqa: E402
 from bench.runtimes import load  # noqa: E402
 from optimizers import quantize  # noqa: E402
 from optimizers.artifact import OnnxArtifact, TorchArtifact  # noqa: E402
-from optimizers.registry import PipelineError, parse_pipeline  # noqa: E402
+from optimizers.registry import NotApplicable, PipelineError, parse_pipeline  # noqa: E402
 from reference_models import get_model  # noqa: E402
 from tests.conftest import pass_context
 
@@ -104,8 +104,14 @@ def test_dynamic_int8(tmp_path: Path) -> None:
     art, psnr = quantized("int8-dynamic", "unet", tmp_path)
     assert art.precision == "int8" and psnr > 25
     assert int8_tensors(art.path)["integer_ops"] > 0
-    with pytest.raises(RuntimeError, match="nothing quantized"):
+    with pytest.raises(NotApplicable, match="nothing quantized"):
         quantized("int8-dynamic", "dcgan", tmp_path / "dcgan")
+
+
+def test_a_model_with_nothing_to_quantize_is_a_skipped_cell(run_matrix) -> None:
+    frame = run_matrix(models=("dcgan",), pipelines=("fp32", "int8-dynamic"), batch_sizes=(1,))
+    assert list(frame["status"]) == ["ok", "skipped"]
+    assert "nothing quantized" in frame.iloc[1]["reason"]
 
 
 def test_arguments_are_validated() -> None:
