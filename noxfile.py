@@ -63,7 +63,8 @@ def nightly(session: nox.Session) -> None:
 
     One intra-op thread: on a shared machine a multi-threaded forward whose threads cannot all get a
     core stalls at every barrier (dcgan tiny: 0.5 ms -> 170 ms measured). Three merged runs let compare
-    see run-to-run drift ("noisy") instead of crying wolf. Writes results/nightly/{merged,report.html,
+    see run-to-run drift ("noisy") instead of crying wolf, and a 0.1 ms floor keeps the sub-millisecond
+    DCGAN cells (where one scheduler hiccup is 20%) from failing the job alone. Writes results/nightly/{merged,report.html,
     summary.md}; exit 1 on a regression. `nox -s nightly -- --save` records this machine's baseline instead.
     """
     session.install(TORCH, "-e", ".[report]")
@@ -81,5 +82,5 @@ def nightly(session: nox.Session) -> None:
         return
     session.run(
         "python", "-m", "bench", "baseline", "check", f"{out}/merged", "--markdown", f"{out}/summary.md",
-        "--fail-on-regression", "--missing-ok",
+        "--fail-on-regression", "--missing-ok", "--min-change-ms", "0.1",
     )  # fmt: skip

@@ -78,6 +78,11 @@ def _add_compare_options(p: argparse.ArgumentParser, default_threshold: str) -> 
         help="a PSNR drop beyond this many dB is a regression (default: 1)",
     )  # fmt: skip
     p.add_argument(
+        "--min-change-ms", type=float, default=0.0, metavar="MS",
+        help="a speed change must also exceed this many ms of p50 latency (default: 0); "
+        "keeps sub-millisecond cells on shared machines from crying wolf",
+    )  # fmt: skip
+    p.add_argument(
         "--markdown", type=Path, metavar="FILE", help="write the verdicts as Markdown (CI job summary, PR)"
     )
     p.add_argument("--csv", type=Path, metavar="FILE", help="write every verdict as CSV")
@@ -91,7 +96,11 @@ def _settings(args: argparse.Namespace) -> Any:
     from bench.merge import RunError
 
     try:
-        return Settings(threshold=parse_threshold(args.threshold), max_psnr_drop_db=args.max_psnr_drop)
+        return Settings(
+            threshold=parse_threshold(args.threshold),
+            max_psnr_drop_db=args.max_psnr_drop,
+            min_change_ms=args.min_change_ms,
+        )
     except ValueError as exc:
         raise RunError(str(exc)) from None
 

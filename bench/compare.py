@@ -31,6 +31,10 @@ Verdict, with threshold t (``--threshold 5%``) and band [1/(1+t), 1+t]:
 ``regressed`` when the whole latency interval lies above 1+t, ``improved`` when
 it lies below 1/(1+t), ``unchanged`` when it lies inside the band, ``noisy``
 otherwise (too wide to say, or fewer than MIN_SAMPLES raw samples on a side).
+With ``--min-change-ms`` m, a speed change must also be larger than m milliseconds of
+p50 latency at the near end of its interval (base p50 x (lo - 1) for a slowdown):
+on sub-millisecond cells a shared machine's scheduler moves the median by tens of
+percent, which a relative threshold alone reads as a regression.
 Beyond speed a cell is ``regressed`` when its status went from ok to anything
 else (in any repeat), or its PSNR dropped by more than ``--max-psnr-drop`` dB;
 it is ``improved`` when it runs where it did not. PSNR is inf for bit-identical
@@ -67,6 +71,7 @@ class Settings:
 
     threshold: float = 0.05
     max_psnr_drop_db: float = 1.0
+    min_change_ms: float = 0.0
     n_boot: int = 2000
     confidence: float = 0.95
     seed: int = 0
@@ -76,6 +81,8 @@ class Settings:
             raise ValueError(f"threshold must be a positive fraction, got {self.threshold}")
         if not self.max_psnr_drop_db >= 0:
             raise ValueError("--max-psnr-drop must be >= 0 dB")
+        if not self.min_change_ms >= 0:
+            raise ValueError("--min-change-ms must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -381,6 +388,10 @@ def judge(
                 "noisy": f"interval too wide to say at +-{t:.0%}",
             }[speed]
         )
+        near_ms = out["p50_ms_base"] * (ci.lo - 1 if speed == "regressed" else 1 - ci.hi)
+        if speed in ("regressed", "improved") and near_ms <= settings.min_change_ms:
+            speed = "unchanged"
+            reasons.append(f"but by at most {near_ms:.3f} ms, within the {settings.min_change_ms:g} ms floor")
     out["speed"] = verdict = speed
     drop = psnr_drop(out["psnr_db_base"], out["psnr_db_new"])
     out["psnr_drop_db"] = drop

@@ -268,6 +268,17 @@ def test_threshold_changes_the_verdict(tmp_path: Path) -> None:
     assert "REGRESSION" in to_markdown(cmp5) and "no regression" in to_markdown(cmp50)
 
 
+def test_an_absolute_floor_keeps_small_millisecond_changes_unchanged(tmp_path: Path) -> None:
+    base, new = _two_runs(tmp_path, new_scale=1.15)  # 10 ms -> 11.5 ms
+    above = compare_runs(load_run(base), load_run(new), Settings(min_change_ms=1.0))
+    below = compare_runs(load_run(base), load_run(new), Settings(min_change_ms=2.0))
+    assert set(above.pairs["verdict"]) == {"regressed"}
+    assert set(below.pairs["verdict"]) == {"unchanged"}
+    assert below.pairs["why"].str.contains("within the 2 ms floor").all()
+    assert main(["compare", str(base), str(new), "--min-change-ms", "2", "--fail-on-regression"]) == 0
+    assert main(["compare", str(base), str(new), "--min-change-ms", "-1"]) == 2
+
+
 def test_missing_samples_make_ok_cells_noisy(tmp_path: Path) -> None:
     base, new = _two_runs(tmp_path, new_scale=2.0)
     (new / "samples.csv").unlink()
