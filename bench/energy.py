@@ -66,20 +66,25 @@ class PowerSampler(PeriodicSampler):
 
 
 class EnergyMeter:
-    """Energy between `start()` and `stop()`: the energy counter's difference, else integrated power.
+    """Energy between `start()` and `stop()`, from the better of two sources.
 
-    Started after warm-up, so warm-up and lazy initialization are not billed to the
-    timed items; `stop()` always joins the sampling thread.
+    Integrated power when the power reading is instantaneous (``prefer_counter=False``):
+    at 50 Hz it resolves a one-second window well. Otherwise the energy counter's
+    difference: exact in total but updated only every ~20-100 ms, and NVML's
+    non-instantaneous power is a trailing one-second average, worse still. Each source
+    stands in when the other is unreadable. `stop()` always joins the sampling thread.
     """
 
     def __init__(
         self,
         read_watts: Callable[[], float],
         read_energy_j: Callable[[], float],
+        prefer_counter: bool = True,
         interval_s: float = 0.02,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.read_energy_j = read_energy_j
+        self.prefer_counter = prefer_counter
         self.clock = clock
         self._sampler = PowerSampler(read_watts, interval_s, clock)
         self._start: tuple[float, float] | None = None
@@ -96,11 +101,17 @@ class EnergyMeter:
         self._end = (self.clock(), self.read_energy_j())
 
     def reading(self) -> EnergyReading | None:
-        """None if the meter never started (the region failed before its timed part)."""
+        """None if the meter never started, or neither source gave a number."""
         if self._start is None or self._end is None:
             return None
         (t0, e0), (t1, e1) = self._start, self._end
         joules = e1 - e0
-        if not math.isnan(joules) and joules > 0:
-            return EnergyReading(joules, t1 - t0, len(self._sampler.times), source="energy-counter")
-        return self._sampler.reading()
+        counter = (
+            EnergyReading(joules, t1 - t0, len(self._sampler.times), source="energy-counter")
+            if not math.isnan(joules) and joules > 0
+            else None
+        )
+        integral = self._sampler.reading()
+        usable = integral if not math.isnan(integral.joules) and integral.joules > 0 else None
+        first, second = (counter, usable) if self.prefer_counter else (usable, counter)
+        return first or second

@@ -106,9 +106,11 @@ def _read_env(path: Path) -> dict[str, Any]:
     if not isinstance(env, dict):
         raise RunError(f"{path} does not hold a JSON object")
     version = env.get("schema_version", SCHEMA_VERSION)
-    if version != SCHEMA_VERSION:
+    # Older versions only lack columns added since (COLUMNS_SINCE), which read_cells fills in empty:
+    # a baseline recorded by an older genbench stays comparable.
+    if not isinstance(version, int) or not 1 <= version <= SCHEMA_VERSION:
         raise RunError(
-            f"{path} is from schema version {version}; this genbench reads version {SCHEMA_VERSION}"
+            f"{path} is from schema version {version}; this genbench reads versions 1 to {SCHEMA_VERSION}"
         )
     return env
 

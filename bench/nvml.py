@@ -58,6 +58,11 @@ class Nvml:
             return NAN
         return value.value.uiVal / 1000.0  # milliwatts
 
+    @property
+    def has_instant_power(self) -> bool:
+        """Whether power readings are instantaneous (else a trailing one-second average)."""
+        return not math.isnan(self._instant_power_w())
+
     def power_w(self) -> float:
         """Board power now: the instantaneous field where the driver has it, else NVML's power usage."""
         instant = self._instant_power_w()

@@ -45,6 +45,8 @@ from optimizers.registry import NotApplicable, PassContext, Pipeline
 from reference_models.spec import ModelSpec
 
 REASON_MAX_CHARS = 400
+#: the least time over which a GPU cell's energy is measured (see _GpuWatch)
+ENERGY_WINDOW_S = 1.0
 TRANSFER_REPEATS = 5
 
 
@@ -188,8 +190,10 @@ class Runner:
             row["status"] = "ok"
         except (KeyboardInterrupt, SystemExit):
             raise
-        except NotApplicable as exc:
-            row.update(status="skipped", reason=one_line(exc)[:REASON_MAX_CHARS])
+        except NotApplicable as exc:  # worded like applies_to's reasons: no exception class in front
+            row.update(
+                status="skipped", reason=one_line(exc).removeprefix("NotApplicable: ")[:REASON_MAX_CHARS]
+            )
         except Exception as exc:
             status = "oom" if is_out_of_memory(exc) else "error"
             row.update(status=status, reason=one_line(exc)[:REASON_MAX_CHARS])
@@ -278,23 +282,20 @@ class Runner:
                 timed = lambda: runtime.to_torch(runtime.run(runtime.prepare(ref.inputs)))  # noqa: E731
             else:
                 timed = lambda: runtime.run(prepared)  # noqa: E731
-            gpu = _GpuWatch(self._nvml)
-            try:
-                sampled = sample_adaptively(
-                    lambda: self.timer.measure(timed), self.policy, on_timed_start=gpu.start
-                )
-            finally:
-                gpu.stop()
+            gpu = _GpuWatch(self._nvml, self.device)
+            sampled = sample_adaptively(
+                lambda: self.timer.measure(timed), self.policy, on_timed_start=gpu.timed_start
+            )
+            gpu.timed_end()
+            energy = gpu.measure_energy(timed)
 
         stats = summarize(sampled.latencies_ms)
         fidelity = compare_outputs(ref.output, output)
         throughput = cell.batch_size / (stats.p50 / 1e3)
-        energy = gpu.energy()
-        items_timed = cell.batch_size * len(sampled.latencies_ms)
         gflops_per_item = flops / cell.batch_size / 1e9
         notes = [*artifact.notes, f"stop={sampled.stop_reason}"]
         if energy is not None:
-            notes.append(f"energy={energy.source}")
+            notes.append(f"energy={energy.reading.source} over {energy.calls} calls")
         row.update(
             runtime=runtime.runtime_name,
             precision=artifact.precision,
@@ -321,8 +322,10 @@ class Runner:
             pct_of_peak=pct_of_peak(
                 self.peak, artifact.precision, gflops_per_item * throughput * 1e9, self.device
             ),
-            energy_j_per_item=energy.joules / items_timed if energy else math.nan,
-            avg_power_w=energy.avg_power_w if energy else math.nan,
+            energy_j_per_item=energy.reading.joules / (energy.calls * cell.batch_size)
+            if energy
+            else math.nan,
+            avg_power_w=energy.reading.avg_power_w if energy else math.nan,
             transfer_h2d_ms=transfers[0],
             transfer_d2h_ms=transfers[1],
             includes_transfers=self.config.include_transfers and self.device.is_cuda,
@@ -343,32 +346,57 @@ class Runner:
 _NO_STATE = GpuState(sm_clock_mhz=math.nan, temperature_c=math.nan)
 
 
-class _GpuWatch:
-    """What NVML says over a cell's timed region: energy, clocks and temperature at its edges, process memory.
+@dataclass(frozen=True)
+class _Energy:
+    reading: EnergyReading
+    calls: int
 
-    Everything stays NaN on CPU, where there is no portable power reading, and where
-    NVML is missing or refuses.
+
+class _GpuWatch:
+    """What NVML says about a cell: clocks and temperature at the edges of the timed region,
+    process memory, and the energy of an energy window.
+
+    The energy is measured over its own window of back-to-back calls, at least
+    ENERGY_WINDOW_S long, right after the timed region: a GPU's timed region can be a
+    few milliseconds (the median converges fast), far below what NVML's power and
+    energy readings resolve. Everything stays NaN on CPU, where there is no portable
+    power reading, and where NVML is missing or refuses.
     """
 
-    def __init__(self, nvml: Nvml | None) -> None:
+    def __init__(self, nvml: Nvml | None, device: Device) -> None:
         self._nvml = nvml
-        self._meter = EnergyMeter(nvml.power_w, nvml.energy_j) if nvml else None
+        self._device = device
         self.state_start = self.state_end = _NO_STATE
         self.process_mem_mb = math.nan
 
-    def start(self) -> None:
-        if self._nvml and self._meter:
+    def timed_start(self) -> None:
+        if self._nvml:
             self.state_start = self._nvml.state()
-            self._meter.start()
 
-    def stop(self) -> None:
-        if self._nvml and self._meter:
-            self._meter.stop()
+    def timed_end(self) -> None:
+        if self._nvml:
             self.state_end = self._nvml.state()
             self.process_mem_mb = self._nvml.process_memory_mb()
 
-    def energy(self) -> EnergyReading | None:
-        return self._meter.reading() if self._meter else None
+    def measure_energy(self, call: Callable[[], Any]) -> _Energy | None:
+        if self._nvml is None:
+            return None
+        meter = EnergyMeter(
+            self._nvml.power_w, self._nvml.energy_j, prefer_counter=not self._nvml.has_instant_power
+        )
+        synchronize(self._device)
+        calls = 0
+        meter.start()
+        try:
+            t0 = time.perf_counter()
+            while calls == 0 or time.perf_counter() - t0 < ENERGY_WINDOW_S:
+                call()
+                synchronize(self._device)  # one call at a time, as in the timed region
+                calls += 1
+        finally:
+            meter.stop()
+        reading = meter.reading()
+        return _Energy(reading, calls) if reading is not None else None
 
 
 def usable_peak(device: Device, name: str) -> PeakResult | None:

@@ -717,6 +717,11 @@ class Sparse24(Pass):
         major, minor = torch.cuda.get_device_capability(device.torch_name)
         if (major, minor) < (8, 0):
             return f"{_SPARSE24_REASON}; this GPU is {major}.{minor}"
+        if major != 8 and not torch.backends.cusparselt.is_available():
+            return (
+                f"this torch build has no cuSPARSELt, and its CUTLASS 2:4 kernels run on compute "
+                f"capability 8.x only (this GPU is {major}.{minor})"
+            )
         return self.available()
 
     def apply(self, artifact: Artifact, ctx: PassContext) -> Artifact:

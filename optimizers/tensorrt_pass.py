@@ -166,22 +166,20 @@ class TensorRT(Pass):
                 config.set_flag(trt.BuilderFlag.BF16)
             if mode in ("int8", "best"):
                 config.set_flag(trt.BuilderFlag.INT8)
-                # Calibration runs at one shape; min = opt = max so the build profiles stay as they are.
-                calibration_batch = int(ctx.example_inputs[0].shape[0])
+                # Calibration runs at one shape, the smallest profiled batch, whichever cell builds the
+                # engine (its key does not say which); min = opt = max so the build profiles stay as they are.
+                calibration_batch = profile_batches(ctx)[0]
                 config.set_calibration_profile(_fixed_batch_profile(builder, inputs, calibration_batch))
                 config.int8_calibrator = _entropy_calibrator(
-                    trt, ctx.calibration(CALIBRATION_BATCHES), inputs, ctx.device
+                    trt, ctx.calibration(CALIBRATION_BATCHES), inputs, ctx.device, calibration_batch
                 )
 
         timing_path = timing_cache_path(trt.__version__, gpu)
-        timing = _load_timing_cache(config, timing_path)
-        config.set_timing_cache(timing, ignore_mismatch=False)
+        _use_timing_cache(config, timing_path)
         serialized = builder.build_serialized_network(network, config)
         if serialized is None:
             raise RuntimeError("TensorRT engine build failed (see the TensorRT log above)")
-        tmp = timing_path.with_suffix(f".tmp{id(config)}")
-        tmp.write_bytes(bytes(config.get_timing_cache().serialize()))
-        tmp.replace(timing_path)
+        _save_timing_cache(config, timing_path)
         return bytes(serialized)
 
 
@@ -205,24 +203,37 @@ def _fixed_batch_profile(builder: Any, inputs: list[Any], batch: int) -> Any:
     return profile
 
 
-def _load_timing_cache(config: Any, path: Path) -> Any:
-    """This TensorRT version's and GPU's timing cache, or a fresh one if there is none or it is unreadable."""
-    if path.is_file():
-        try:
-            return config.create_timing_cache(path.read_bytes())
-        except Exception:  # a truncated or foreign cache costs a slower build, not a failed cell
-            pass
-    return config.create_timing_cache(b"")
+def _use_timing_cache(config: Any, path: Path) -> None:
+    """Build with this TensorRT version's and GPU's timing cache, or a fresh one.
+
+    `create_timing_cache` returns None (it does not raise) on bytes it cannot read, and
+    `set_timing_cache` returns False on a cache from another device or version: either
+    costs a slower build, never a failed cell.
+    """
+    cache = config.create_timing_cache(path.read_bytes()) if path.is_file() else None
+    if cache is None or not config.set_timing_cache(cache, ignore_mismatch=False):
+        config.set_timing_cache(config.create_timing_cache(b""), ignore_mismatch=False)
+
+
+def _save_timing_cache(config: Any, path: Path) -> None:
+    """Write the timing cache back (atomically); a build never fails for want of it."""
+    cache = config.get_timing_cache()
+    if cache is None:
+        return
+    tmp = path.with_suffix(f".tmp{id(config)}")
+    tmp.write_bytes(bytes(cache.serialize()))
+    tmp.replace(path)
 
 
 def _entropy_calibrator(
-    trt: Any, batches: Iterator[tuple[torch.Tensor, ...]], inputs: list[Any], device: Device
+    trt: Any, batches: Iterator[tuple[torch.Tensor, ...]], inputs: list[Any], device: Device, batch: int
 ) -> Any:
     """An IInt8EntropyCalibrator2 fed from the model's own input generator, on the GPU.
 
     Inputs are matched to the network's by position (the generator yields them in the
-    model's argument order, which is the ONNX input order) and given the network's
-    dtype; the copies are finished before TensorRT, on its own stream, reads them.
+    model's argument order, which is the ONNX input order), cut to the calibration
+    profile's batch and given the network's dtype; the copies are finished before
+    TensorRT, on its own stream, reads them.
     """
     from bench.runtimes.tensorrt import torch_dtype
 
@@ -243,7 +254,7 @@ def _entropy_calibrator(
             except StopIteration:
                 return None
             self._held = {
-                name: t.to(device.torch_name, dtype).contiguous()
+                name: t[:batch].to(device.torch_name, dtype).contiguous()
                 for name, dtype, t in zip(names, dtypes, tensors, strict=True)
             }
             torch.cuda.current_stream(device.torch_name).synchronize()

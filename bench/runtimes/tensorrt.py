@@ -113,6 +113,7 @@ class TensorRTRuntime:
                 )
 
     def prepare(self, inputs: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
+        self._bound = None  # the context's shapes change below; addresses are bound again on the next run
         prepared: dict[str, torch.Tensor] = {}
         for name, tensor in zip(self.inputs, inputs, strict=True):
             prepared[name] = tensor.to(self.device.torch_name, self._dtype(name)).contiguous()
@@ -120,7 +121,6 @@ class TensorRTRuntime:
         for name in self.outputs:
             shape = tuple(self.context.get_tensor_shape(name))
             prepared[name] = torch.empty(shape, dtype=self._dtype(name), device=self.device.torch_name)
-        self._bound = None  # shapes changed; addresses are bound again on the next run
         return prepared
 
     def run(self, prepared: dict[str, torch.Tensor]) -> torch.Tensor:

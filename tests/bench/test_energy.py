@@ -56,6 +56,29 @@ def test_meter_takes_energy_from_the_counter_between_start_and_stop() -> None:
     assert reading.joules == pytest.approx(600.0) and reading.avg_power_w == pytest.approx(300.0)
 
 
+def test_meter_prefers_instant_power_when_told_and_falls_back_to_the_counter() -> None:
+    clock, counter = _Clock(), {"j": 0.0}
+    meter = EnergyMeter(
+        lambda: 200.0, lambda: counter["j"], prefer_counter=False, interval_s=10.0, clock=clock
+    )
+    meter.start()
+    clock.now, counter["j"] = 1.0, 300.0  # the coarse counter disagrees with the 200 W readings
+    meter.stop()
+    reading = meter.reading()
+    assert reading is not None and reading.source == "power-integral"
+    assert reading.joules == pytest.approx(200.0)
+    unreadable = EnergyMeter(lambda: float("nan"), lambda: counter["j"], prefer_counter=False, clock=clock)
+    unreadable.start()
+    clock.now, counter["j"] = 2.0, 450.0
+    unreadable.stop()
+    fallback = unreadable.reading()
+    assert (
+        fallback is not None
+        and fallback.source == "energy-counter"
+        and fallback.joules == pytest.approx(150.0)
+    )
+
+
 def test_meter_integrates_power_where_there_is_no_counter() -> None:
     meter = EnergyMeter(lambda: 250.0, lambda: float("nan"), interval_s=0.01)
     meter.start()

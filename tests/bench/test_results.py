@@ -64,6 +64,8 @@ def test_committed_result_folders_match_the_current_schema() -> None:
     import subprocess
     from pathlib import Path
 
+    from bench.merge import load_run
+
     repo = Path(__file__).resolve().parents[2]
     listed = subprocess.run(
         ["git", "ls-files", "results"], cwd=repo, capture_output=True, text=True, check=False
@@ -75,3 +77,5 @@ def test_committed_result_folders_match_the_current_schema() -> None:
     for folder in folders:
         frame = read_cells(folder)
         assert len(frame) > 0 and len(read_samples(folder)) > 0, folder
+        run = load_run(folder)  # what compare, report and the nightly baseline check read: env.json too
+        assert len(run.cells) == len(frame), folder
