@@ -391,7 +391,9 @@ def judge(
         near_ms = out["p50_ms_base"] * (ci.lo - 1 if speed == "regressed" else 1 - ci.hi)
         if speed in ("regressed", "improved") and near_ms <= settings.min_change_ms:
             speed = "unchanged"
-            reasons.append(f"but by at most {near_ms:.3f} ms, within the {settings.min_change_ms:g} ms floor")
+            reasons.append(
+                f"but possibly by only {near_ms:.3f} ms, within the {settings.min_change_ms:g} ms floor"
+            )
     out["speed"] = verdict = speed
     drop = psnr_drop(out["psnr_db_base"], out["psnr_db_new"])
     out["psnr_drop_db"] = drop

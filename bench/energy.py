@@ -1,11 +1,10 @@
-"""Energy of the timed region (NVML on NVIDIA GPUs, through bench.nvml).
+"""Energy over a window of a cell's calls (NVML on NVIDIA GPUs, through bench.nvml).
 
-The GPU's energy counter read at the start and end of the timed region gives the
-energy where the GPU has one (Volta and newer). A background thread also reads
-power at >= 10 Hz throughout; its trapezoid integral is the energy where there is
-no counter, and the samples show the power over the region. The readers are
-injectable, so the arithmetic and threading are tested on CPU; the NVML readers
-need a GPU and `nvidia-ml-py`.
+A background thread reads power at >= 10 Hz (PowerSampler) and the trapezoid
+integral of those readings is the energy; the GPU's energy counter, read at the
+window's edges, is the other source (EnergyMeter says when each is preferred).
+The readers are injectable, so the arithmetic and threading are tested on CPU;
+the NVML readers need a GPU and `nvidia-ml-py`.
 """
 
 from __future__ import annotations

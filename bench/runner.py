@@ -191,12 +191,10 @@ class Runner:
         except (KeyboardInterrupt, SystemExit):
             raise
         except NotApplicable as exc:  # worded like applies_to's reasons: no exception class in front
-            row.update(
-                status="skipped", reason=one_line(exc).removeprefix("NotApplicable: ")[:REASON_MAX_CHARS]
-            )
+            row.update(status="skipped", reason=one_line(exc, REASON_MAX_CHARS, with_type=False))
         except Exception as exc:
             status = "oom" if is_out_of_memory(exc) else "error"
-            row.update(status=status, reason=one_line(exc)[:REASON_MAX_CHARS])
+            row.update(status=status, reason=one_line(exc, REASON_MAX_CHARS))
             if status == "error":
                 row["notes"] = _where(exc)
         finally:

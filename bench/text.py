@@ -9,12 +9,15 @@ from pathlib import Path
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
-def one_line(exc: BaseException, limit: int = 400) -> str:
+def one_line(exc: BaseException, limit: int = 400, with_type: bool = True) -> str:
     """``Type: first line of the message``, without terminal colour codes (torch.onnx adds them).
 
     A cell's `reason` and every CLI error are one line: tables stay tidy and logs greppable.
+    ``with_type=False`` leaves the exception's class out, for messages that are reasons
+    rather than failures (a pass that does not apply).
     """
-    text = _ANSI.sub("", f"{type(exc).__name__}: {exc}").strip().splitlines()
+    message = f"{type(exc).__name__}: {exc}" if with_type else str(exc)
+    text = _ANSI.sub("", message).strip().splitlines()
     return (text[0] if text else type(exc).__name__)[:limit]
 
 

@@ -149,7 +149,7 @@ def sample_adaptively(
     ``measure_once`` runs the workload once and returns its latency in ms;
     ``wall`` is the host clock that bounds warm-up and budget (injectable for tests);
     ``on_timed_start`` runs between warm-up and the first timed sample (where the
-    runner starts its energy meter and reads the GPU's clock and temperature).
+    runner reads the GPU's clock and temperature).
     The precision check runs every ~10% more samples so it stays cheap at high counts.
     """
     result = Sampled()
