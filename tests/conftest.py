@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 import torch
 
-from bench.config import RunConfig
-from bench.devices import Device, parse_device
-from bench.results import ResultWriter
-from bench.runner import Runner, plan_cells
+from bench.harness.config import RunConfig
+from bench.core.device import Device, parse_device
+from bench.results.schema import ResultWriter
+from bench.harness.runner import Runner, plan_cells
 from optimizers.artifact import Artifact
 from optimizers.registry import PASSES, Pass, PassContext, register_pass
 
@@ -32,7 +32,7 @@ def run_matrix(tmp_path: Path) -> Callable[..., pd.DataFrame]:
     """Run a matrix on CPU with tiny models and a short budget; return the cells table."""
 
     def run(**config: object) -> pd.DataFrame:
-        from bench.catalog import resolve_models, resolve_pipelines
+        from bench.harness.plan import resolve_models, resolve_pipelines
 
         cfg = RunConfig(**{**FAST, **config})  # type: ignore[arg-type]
         device = parse_device(cfg.device) if cfg.device else Device("cpu")

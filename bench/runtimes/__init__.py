@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import torch
 
 if TYPE_CHECKING:
-    from bench.devices import Device
+    from bench.core.device import Device
     from optimizers.artifact import Artifact
 
 

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench.devices import Device
+from bench.core.device import Device
 from optimizers.artifact import OnnxArtifact
 
 #: the pass/artifact short name of a provider -> onnxruntime's execution-provider name

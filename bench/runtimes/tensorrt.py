@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from bench.devices import Device
+from bench.core.device import Device
 from optimizers.artifact import TensorRTArtifact
 
 _TRT_TO_TORCH = {

@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from bench.devices import Device
+from bench.core.device import Device
 from bench.runtimes import first_tensor
 from optimizers.artifact import TorchArtifact, present_inputs
 

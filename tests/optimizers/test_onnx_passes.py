@@ -14,7 +14,7 @@ import torch
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
-from bench.devices import Device  # noqa: E402
+from bench.core.device import Device  # noqa: E402
 from bench.runtimes import load  # noqa: E402
 from bench.runtimes.ort import OrtRuntime  # noqa: E402
 from optimizers import onnx_passes  # noqa: E402

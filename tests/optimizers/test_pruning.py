@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.devices import Device
-from bench.work import count_flops
+from bench.core.device import Device
+from bench.measure.work import count_flops
 from optimizers.artifact import TorchArtifact
 from optimizers.pruning import (
     DEFAULT_RATIO,
@@ -234,9 +234,9 @@ def test_mask_2_4_keeps_the_two_largest_of_every_four() -> None:
 # ----------------------------------------------------------------------------- end to end
 @needs_tp
 def test_pruned_unet_row_has_fewer_params_and_flops(tmp_path: Path) -> None:
-    from bench.config import RunConfig
-    from bench.results import ResultWriter
-    from bench.runner import Runner, plan_cells
+    from bench.harness.config import RunConfig
+    from bench.results.schema import ResultWriter
+    from bench.harness.runner import Runner, plan_cells
 
     config = RunConfig(
         models=("unet",),

@@ -13,8 +13,8 @@ pytest.importorskip("onnxruntime")
 
 import onnx  # noqa: E402
 
-from bench.devices import Device  # noqa: E402
-from bench.fidelity import compare_outputs  # noqa: E402
+from bench.core.device import Device  # noqa: E402
+from bench.measure.fidelity import compare_outputs  # noqa: E402
 from bench.runtimes import load  # noqa: E402
 from optimizers import quantize  # noqa: E402
 from optimizers.artifact import OnnxArtifact, TorchArtifact  # noqa: E402

@@ -10,7 +10,7 @@ import types
 import pytest
 import torch
 
-from bench.devices import Device
+from bench.core.device import Device
 from bench.runtimes.tensorrt import input_order, torch_dtype
 from optimizers.registry import PipelineError, parse_pipeline
 from optimizers.tensorrt_pass import TensorRT, engine_key, profile_batches, timing_cache_path

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench.devices import Device
+from bench.core.device import Device
 from optimizers.artifact import TorchArtifact
 from optimizers.registry import parse_pipeline
 from reference_models import get_model

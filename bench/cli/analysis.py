@@ -1,0 +1,286 @@
+"""Sub-commands that read finished runs (compare, report, merge, baseline).
+
+``register`` adds their parsers and returns name -> handler for bench.cli. A
+run that cannot be read (``bench.merge.RunError``) and a bad option value become
+``bench.cli.UsageError``: one line on stderr, exit code 2. Exit code 1 is kept
+for "the comparison found a regression" (with ``--fail-on-regression``), so CI
+can tell a slower build from a broken invocation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+Handler = Callable[[argparse.Namespace], int]
+
+COMPARE_EXAMPLES = """examples:
+  python -m bench compare results/base results/new
+  python -m bench compare base/cells.csv new/cells.csv --threshold 10% --markdown summary.md --fail-on-regression
+  python -m bench compare results/base-merged results/new-merged --csv verdicts.csv   # repeats pooled
+"""
+REPORT_EXAMPLES = """examples:
+  python -m bench report results/cpu-run results/gpu-run --html report.html
+  python -m bench report results/merged --html report.html --markdown report.md
+"""
+MERGE_EXAMPLES = """example:
+  python -m bench merge results/host-a results/host-b --out results/merged
+"""
+BASELINE_EXAMPLES = """examples:
+  python -m bench baseline save results/nightly            # NAME: this machine class
+  python -m bench baseline check results/nightly --markdown summary.md --fail-on-regression
+  python -m bench baseline list
+"""
+
+
+def _usage_errors(handler: Handler) -> Handler:
+    """Bad runs and bad option values are the user's input: turn them into UsageError."""
+
+    @functools.wraps(handler)
+    def wrapped(args: argparse.Namespace) -> int:
+        from bench.cli import UsageError
+        from bench.results.merge import RunError
+
+        try:
+            return handler(args)
+        except RunError as exc:
+            raise UsageError(str(exc)) from None
+
+    return wrapped
+
+
+def _console() -> Any:
+    from bench.render.console import make_console
+
+    return make_console(min_width=160)
+
+
+def _write(path: Path, text: str) -> None:
+    from bench.results.merge import RunError
+
+    try:
+        Path(path).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise RunError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+# ------------------------------------------------------------------ compare
+def _add_compare_options(p: argparse.ArgumentParser, default_threshold: str) -> None:
+    p.add_argument(
+        "--threshold", default=default_threshold,
+        help=f"smallest latency change that counts, e.g. 5%% or 0.05 (default: {default_threshold.replace('%', '%%')})",
+    )  # fmt: skip
+    p.add_argument(
+        "--max-psnr-drop", type=float, default=1.0, metavar="DB",
+        help="a PSNR drop beyond this many dB is a regression (default: 1)",
+    )  # fmt: skip
+    p.add_argument(
+        "--min-change-ms", type=float, default=0.0, metavar="MS",
+        help="a speed change must also exceed this many ms of p50 latency (default: 0); "
+        "keeps sub-millisecond cells on shared machines from crying wolf",
+    )  # fmt: skip
+    p.add_argument(
+        "--markdown", type=Path, metavar="FILE", help="write the verdicts as Markdown (CI job summary, PR)"
+    )
+    p.add_argument("--csv", type=Path, metavar="FILE", help="write every verdict as CSV")
+    p.add_argument(
+        "--fail-on-regression", action="store_true", help="exit with code 1 when any cell regressed"
+    )
+
+
+def _settings(args: argparse.Namespace) -> Any:
+    from bench.analysis.compare import Settings, parse_threshold
+    from bench.results.merge import RunError
+
+    try:
+        return Settings(
+            threshold=parse_threshold(args.threshold),
+            max_psnr_drop_db=args.max_psnr_drop,
+            min_change_ms=args.min_change_ms,
+        )
+    except ValueError as exc:
+        raise RunError(str(exc)) from None
+
+
+def _compare_and_report(base: Any, new: Any, args: argparse.Namespace) -> int:
+    from bench.analysis.compare import compare_runs, console_tables, to_csv, to_markdown
+    from bench.results.merge import RunError
+
+    comparison = compare_runs(base, new, _settings(args))
+    console = _console()
+    for table in console_tables(comparison):
+        console.print(table)
+    for note in comparison.notes:
+        console.print(f"[yellow]note:[/] {note}")
+    if args.markdown is not None:
+        _write(args.markdown, to_markdown(comparison))
+    if args.csv is not None:
+        try:
+            to_csv(comparison, args.csv)
+        except OSError as exc:
+            raise RunError(f"cannot write {args.csv}: {exc.strerror or exc}") from None
+    if comparison.regressed:
+        console.print(
+            "[bold red]regression[/]"
+            + (": failing (--fail-on-regression)" if args.fail_on_regression else "")
+        )
+    return 1 if comparison.regressed and args.fail_on_regression else 0
+
+
+@_usage_errors
+def cmd_compare(args: argparse.Namespace) -> int:
+    from bench.results.merge import load_run
+
+    return _compare_and_report(load_run(args.base), load_run(args.new), args)
+
+
+# ------------------------------------------------------------------ report
+@_usage_errors
+def cmd_report(args: argparse.Namespace) -> int:
+    from bench.results.merge import RunError, load_run
+
+    if args.html is None and args.markdown is None:
+        raise RunError("say what to write: --html FILE and/or --markdown FILE")
+    if args.html is not None:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise RunError(
+                "the HTML report draws its plots with matplotlib: pip install 'genbench[report]'"
+            ) from None
+    runs = [load_run(p) for p in args.runs]
+    from bench.analysis.report import write_report
+
+    try:
+        report = write_report(runs, args.html, args.markdown)
+    except OSError as exc:
+        raise RunError(f"cannot write the report: {exc.strerror or exc}: {exc.filename}") from None
+    written = " and ".join(str(p) for p in (args.html, args.markdown) if p is not None)
+    print(
+        f"wrote {written}: {len(report.sections)} models, {len(report.cells)} cells from {len(runs)} run(s)"
+    )
+    return 0
+
+
+# ------------------------------------------------------------------ merge
+@_usage_errors
+def cmd_merge(args: argparse.Namespace) -> int:
+    from bench.results.merge import merge_to
+
+    merged = merge_to(args.runs, args.out, force=args.force)
+    hosts = ", ".join(sorted({str(h) for h in merged.cells["host"].dropna()}))
+    print(f"merged {len(args.runs)} runs ({len(merged.cells)} cells, hosts: {hosts}) into {args.out}")
+    return 0
+
+
+# ------------------------------------------------------------------ baseline
+@_usage_errors
+def cmd_baseline(args: argparse.Namespace) -> int:
+    from bench.results.baseline import find_baseline, list_baselines, save_baseline
+    from bench.results.merge import RunError, load_run
+
+    if args.baseline_command == "save":
+        dest = save_baseline(args.run, root=args.root, name=args.name, force=args.force)
+        print(f"saved baseline {dest}: commit it to make it the reference for this machine class")
+        return 0
+    if args.baseline_command == "list":
+        found = list_baselines(args.root)
+        if not found:
+            print(f"no baselines under {args.root}")
+        for name, run in found:
+            if isinstance(run, str):
+                print(f"{name}: unreadable: {run}")
+            else:
+                print(
+                    f"{name}: run {run.name}, {len(run.cells)} cells, captured {run.env.get('captured_at') or run.env.get('merged_at', '?')}"
+                )
+        return 0
+    # check
+    run = load_run(args.run)
+    name, path = find_baseline(run, root=args.root, name=args.name)
+    if path is None:
+        message = (
+            f"no baseline {name!r} under {args.root}: record one with "
+            f"`python -m bench baseline save {args.run} --name {name}` and commit it"
+        )
+        if args.markdown is not None:
+            _write(args.markdown, f"### genbench nightly: no baseline for this machine class\n\n{message}\n")
+        if args.missing_ok:
+            print(f"warning: {message}")
+            return 0
+        raise RunError(message)
+    print(f"baseline {name}: {path}")
+    return _compare_and_report(load_run(path), run, args)
+
+
+def register(sub: argparse._SubParsersAction) -> dict[str, Handler]:
+    from bench.results.baseline import DEFAULT_ROOT, NIGHTLY_THRESHOLD
+
+    fmt = argparse.RawDescriptionHelpFormatter
+    p = sub.add_parser(
+        "compare",
+        help="compare two runs cell by cell: ratios with confidence intervals and a verdict",
+        description="Join the cells of BASE and NEW on their key and judge each pair: improved, regressed, "
+        "unchanged or noisy, from a bootstrap interval of the median latency ratio of the raw samples.",
+        epilog=COMPARE_EXAMPLES,
+        formatter_class=fmt,
+    )
+    p.add_argument("base", type=Path, metavar="BASE", help="run folder or its cells.csv")
+    p.add_argument("new", type=Path, metavar="NEW", help="run folder or its cells.csv")
+    _add_compare_options(p, "5%")
+
+    p = sub.add_parser(
+        "report",
+        help="one self-contained HTML page (or Markdown) putting devices side by side",
+        epilog=REPORT_EXAMPLES,
+        formatter_class=fmt,
+    )
+    p.add_argument("runs", type=Path, nargs="+", metavar="RUN", help="run folders (or their cells.csv)")
+    p.add_argument("--html", type=Path, metavar="FILE", help="write the HTML report (plots need matplotlib)")
+    p.add_argument(
+        "--markdown", type=Path, metavar="FILE", help="write the same tables as Markdown, without plots"
+    )
+
+    p = sub.add_parser(
+        "merge",
+        help="concatenate runs from several hosts into one run folder",
+        epilog=MERGE_EXAMPLES,
+        formatter_class=fmt,
+    )
+    p.add_argument("runs", type=Path, nargs="+", metavar="RUN", help="run folders (or their cells.csv)")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder for the merged tables")
+    p.add_argument("--force", action="store_true", help="replace a run already in --out")
+
+    p = sub.add_parser(
+        "baseline",
+        help="save a run as the baseline of its machine class, or check a run against it",
+        epilog=BASELINE_EXAMPLES,
+        formatter_class=fmt,
+    )
+    actions = p.add_subparsers(dest="baseline_command", required=True, metavar="ACTION")
+    save = actions.add_parser("save", help="copy a run's tables to ROOT/NAME")
+    save.add_argument("run", type=Path, metavar="RUN")
+    save.add_argument("--name", help="baseline name (default: the run's machine class, e.g. cpu-amd-epyc-4t)")
+    save.add_argument(
+        "--root", type=Path, default=DEFAULT_ROOT, help=f"baselines folder (default: {DEFAULT_ROOT})"
+    )
+    save.add_argument("--force", action="store_true", help="replace an existing baseline of that name")
+    check = actions.add_parser("check", help="compare a run against the baseline of its machine class")
+    check.add_argument("run", type=Path, metavar="RUN")
+    check.add_argument("--name", help="baseline name (default: the run's machine class)")
+    check.add_argument(
+        "--root", type=Path, default=DEFAULT_ROOT, help=f"baselines folder (default: {DEFAULT_ROOT})"
+    )
+    check.add_argument(
+        "--missing-ok", action="store_true", help="no baseline for this machine class: say so and exit 0"
+    )
+    _add_compare_options(check, f"{NIGHTLY_THRESHOLD:.0%}")
+    listing = actions.add_parser("list", help="list the baselines under ROOT")
+    listing.add_argument(
+        "--root", type=Path, default=DEFAULT_ROOT, help=f"baselines folder (default: {DEFAULT_ROOT})"
+    )
+
+    return {"compare": cmd_compare, "report": cmd_report, "merge": cmd_merge, "baseline": cmd_baseline}

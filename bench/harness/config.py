@@ -1,0 +1,154 @@
+"""The run matrix as a frozen, validated dataclass; from a TOML file plus CLI overrides.
+
+Imports nothing heavy: building a config must be instant and free of side effects,
+so the CLI can reject bad input before torch is even imported.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from bench.core.device import parse_device
+
+DEFAULT_MODELS: tuple[str, ...] = ("dcgan", "vae", "unet")
+REFERENCE_MODELS: tuple[str, ...] = ("dcgan", "vae", "unet")
+SIZES: tuple[str, ...] = ("tiny", "small", "base")
+
+
+class ConfigError(ValueError):
+    """Bad user input in a config file or on the command line."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One run: models x pipelines x batch sizes on one device.
+
+    ``device`` None means the best device present; ``pipelines`` None means every
+    default pipeline that applies on that device.
+    """
+
+    device: str | None = None
+    models: tuple[str, ...] = DEFAULT_MODELS
+    custom_models: tuple[str, ...] = ()
+    size: str = "small"
+    pipelines: tuple[str, ...] | None = None
+    batch_sizes: tuple[int, ...] = (1, 8)
+    out: str | None = None
+    time_budget_s: float = 2.0
+    min_samples: int = 10
+    warmup_s: float = 0.3
+    min_psnr_db: float = 30.0
+    seed: int = 0
+    keep_artifacts: bool = False
+    include_transfers: bool = False
+
+    def __post_init__(self) -> None:
+        self._check_types()
+        if self.device is not None:
+            try:
+                parse_device(self.device)
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
+        unknown = [m for m in self.models if m not in REFERENCE_MODELS]
+        if unknown:
+            raise ConfigError(f"unknown model {unknown[0]!r}; choose from {', '.join(REFERENCE_MODELS)}")
+        for path in self.custom_models:
+            if ":" not in path:
+                raise ConfigError(f"custom model {path!r} must look like pkg.module:factory")
+        if not self.models and not self.custom_models:
+            raise ConfigError("no models selected")
+        if self.size not in SIZES:
+            raise ConfigError(f"unknown size {self.size!r}; choose from {', '.join(SIZES)}")
+        if not self.batch_sizes or any(b < 1 for b in self.batch_sizes):
+            raise ConfigError(f"batch sizes must be positive integers (got {list(self.batch_sizes)})")
+        if self.pipelines is not None and not self.pipelines:
+            raise ConfigError("no pipelines selected")
+        if self.time_budget_s <= 0:
+            raise ConfigError("--time-budget must be > 0 seconds")
+        if self.min_samples < 1:
+            raise ConfigError("--min-samples must be >= 1")
+        if self.warmup_s < 0:
+            raise ConfigError("warm-up must be >= 0 seconds")
+
+    def _check_types(self) -> None:
+        """TOML values arrive untyped: reject `seed = "x"` here rather than as an error row per cell."""
+        expected: dict[str, tuple[type, ...]] = {
+            "device": (str, type(None)),
+            "size": (str,),
+            "out": (str, type(None)),
+            "time_budget_s": (int, float),
+            "min_samples": (int,),
+            "warmup_s": (int, float),
+            "min_psnr_db": (int, float),
+            "seed": (int,),
+            "keep_artifacts": (bool,),
+            "include_transfers": (bool,),
+        }
+        for name, types in expected.items():
+            value = getattr(self, name)
+            numeric = int in types or float in types
+            if not isinstance(value, types) or (numeric and isinstance(value, bool)):
+                wanted = " or ".join("none" if t is type(None) else t.__name__ for t in types)
+                raise ConfigError(f"{name} must be {wanted}, got {value!r}")
+
+
+def _unique(items: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Drop repeats, keeping the first: `fp32,fp32` would run the same cell twice."""
+    return tuple(dict.fromkeys(items))
+
+
+_TUPLE_FIELDS = {"models", "custom_models", "pipelines"}
+_INT_TUPLE_FIELDS = {"batch_sizes"}
+
+
+def _coerce(name: str, value: Any) -> Any:
+    if name in _TUPLE_FIELDS:
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, (list, tuple)) or not all(isinstance(i, str) for i in items):
+            raise ConfigError(f"{name} must be a list of strings or a comma-separated string")
+        return _unique(tuple(i.strip() for i in items if i.strip()))
+    if name in _INT_TUPLE_FIELDS:
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, (list, tuple)) or any(isinstance(i, (bool, float)) for i in items):
+            raise ConfigError(f"{name} must be integers, got {value!r}")
+        try:
+            return _unique(tuple(int(i) for i in items))
+        except (TypeError, ValueError):
+            raise ConfigError(f"{name} must be integers, got {value!r}") from None
+    return value
+
+
+def load_toml(path: Path) -> dict[str, Any]:
+    """Read a run file; keys are RunConfig's field names (with '-' or '_'), optionally under [run]."""
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    if "run" in data and isinstance(data["run"], dict):
+        data = data["run"]
+    return {key.replace("-", "_"): value for key, value in data.items()}
+
+
+def build_config(file_values: dict[str, Any], overrides: dict[str, Any]) -> RunConfig:
+    """Merge file values with CLI overrides (overrides win; None means "not given")."""
+    valid = {f.name for f in fields(RunConfig)}
+    unknown = sorted(set(file_values) - valid)
+    if unknown:
+        raise ConfigError(
+            f"unknown config key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(valid))}"
+        )
+    merged = {k: _coerce(k, v) for k, v in file_values.items()}
+    merged.update({k: _coerce(k, v) for k, v in overrides.items() if v is not None})
+    try:
+        return RunConfig(**merged)
+    except TypeError as exc:
+        raise ConfigError(f"bad config value: {exc}") from None
+
+
+def with_overrides(config: RunConfig, **changes: Any) -> RunConfig:
+    return replace(config, **changes)

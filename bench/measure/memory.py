@@ -1,0 +1,61 @@
+"""Peak memory of a cell: host RSS sampled by a thread, device peak from torch's allocator."""
+
+from __future__ import annotations
+
+import psutil
+import torch
+from torch import nn
+
+from bench.core.device import Device
+from bench.measure.sampler import PeriodicSampler
+
+
+class PeakRSS(PeriodicSampler):
+    """Peak resident set size of this process, sampled every ``interval_s``.
+
+    A sampler, not ru_maxrss: ru_maxrss is the peak over the whole process life,
+    so every cell after the biggest one would report the same number.
+    """
+
+    def __init__(self, interval_s: float = 0.01) -> None:
+        super().__init__(interval_s, name="genbench-rss")
+        self._process = psutil.Process()
+        self.peak_bytes = 0
+
+    def sample(self) -> None:
+        self.peak_bytes = max(self.peak_bytes, self._process.memory_info().rss)
+
+    @property
+    def peak_mb(self) -> float:
+        return self.peak_bytes / 2**20
+
+
+def reset_device_peak(device: Device) -> None:
+    if device.is_cuda:
+        torch.cuda.reset_peak_memory_stats(device.torch_name)
+
+
+def device_peak_mb(device: Device) -> float:
+    """Peak bytes allocated through torch on the device since the last reset (NaN on CPU)."""
+    if not device.is_cuda:
+        return float("nan")
+    return torch.cuda.max_memory_allocated(device.torch_name) / 2**20
+
+
+def device_peak_reserved_mb(device: Device) -> float:
+    """Peak bytes torch's caching allocator held on the device since the last reset (NaN on CPU).
+
+    Above the allocated peak by the allocator's cache and fragmentation: what the
+    device must really have free for this cell.
+    """
+    if not device.is_cuda:
+        return float("nan")
+    return torch.cuda.max_memory_reserved(device.torch_name) / 2**20
+
+
+def module_size(module: nn.Module) -> tuple[int, int]:
+    """(parameter count, bytes of parameters and buffers) of a module, as stored."""
+    params = sum(p.numel() for p in module.parameters())
+    nbytes = sum(p.numel() * p.element_size() for p in module.parameters())
+    nbytes += sum(b.numel() * b.element_size() for b in module.buffers())
+    return params, nbytes

@@ -1,0 +1,184 @@
+"""report: one self-contained HTML page with devices side by side, the same tables as Markdown."""
+
+from __future__ import annotations
+
+import base64
+import math
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from bench.cli import main
+from bench.results.merge import load_run
+from bench.analysis.report import build_report, device_labels, pareto_front, to_markdown
+from tests.bench.analysis.test_compare import cell, lognormal, make_run
+
+
+def _env(host: str, run_id: str, gpu: str | None = None) -> dict[str, Any]:
+    return {
+        "run_id": run_id, "hostname": host, "device": "cuda" if gpu else "cpu", "python": "3.11.7",
+        "captured_at": "2026-11-23T12:00:00+00:00", "git_sha": "0123456789abcdef",
+        "packages": {"torch": "2.13.0"}, "cpu": {"model": "Test CPU", "logical_cores": 8, "torch_threads": 8},
+        "gpus": [{"index": 0, "name": gpu}] if gpu else [],
+    }  # fmt: skip
+
+
+def cpu_and_gpu_runs(tmp_path: Path) -> tuple[Path, Path]:
+    """A CPU run (one cell skipped) and a GPU run (TensorRT, energy, one cell failed) of dcgan tiny."""
+    cpu_rows, gpu_rows, cpu_samples, gpu_samples = [], [], {}, {}
+    for batch in (1, 4):
+        for pipeline, precision, psnr in (("fp32", "fp32", math.inf), ("bf16", "bf16", 56.3)):
+            cid = len(cpu_rows)
+            cpu_rows.append(
+                cell(
+                    cid,
+                    run_id="cpu-run",
+                    batch_size=batch,
+                    pipeline=pipeline,
+                    precision=precision,
+                    psnr_db=psnr,
+                )
+            )
+            cpu_samples[cid] = lognormal(30, 2.0 * batch * (0.6 if pipeline == "bf16" else 1), 0.05, cid)
+        cpu_rows.append(cell(len(cpu_rows), run_id="cpu-run", batch_size=batch, pipeline="fp16", status="skipped",
+                             reason="fp16: needs a CUDA device"))  # fmt: skip
+        for pipeline, runtime, precision, psnr in (
+            ("fp32", "torch-eager", "fp32", math.inf),
+            ("fp16", "torch-eager", "fp16", 61.0),
+            ("onnx+tensorrt:fp16", "tensorrt", "fp16", 58.5),
+        ):
+            cid = len(gpu_rows)
+            gpu_rows.append(
+                cell(
+                    cid,
+                    run_id="gpu-run",
+                    host="gpu-host",
+                    device="cuda",
+                    device_name="Test GPU",
+                    batch_size=batch,
+                    pipeline=pipeline,
+                    runtime=runtime,
+                    precision=precision,
+                    psnr_db=psnr,
+                    peak_device_mem_mb=900.0,
+                    energy_j_per_item=0.02 * (0.5 if "tensorrt" in pipeline else 1),
+                )  # fmt: skip
+            )
+            gpu_samples[cid] = lognormal(30, 0.2 * (0.4 if "fp16" in pipeline else 1), 0.05, 100 + cid)
+    gpu_rows.append(cell(len(gpu_rows), run_id="gpu-run", host="gpu-host", device="cuda", device_name="Test GPU",
+                         pipeline="compile", status="error", reason="RuntimeError: <inductor> failed & gave up"))  # fmt: skip
+    cpu = make_run(tmp_path / "cpu", cpu_rows, cpu_samples, _env("cpu-host", "cpu-run"))
+    gpu = make_run(tmp_path / "gpu", gpu_rows, gpu_samples, _env("gpu-host", "gpu-run", gpu="Test GPU"))
+    return cpu, gpu
+
+
+class _Tags(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables = 0
+        self.images: list[str] = []
+        self.links: list[str] = []
+        self.headers: list[str] = []
+        self._in_th = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = dict(attrs)
+        if tag == "table":
+            self.tables += 1
+        if tag == "img":
+            self.images.append(values.get("src") or "")
+        for attr in ("src", "href"):
+            if values.get(attr):
+                self.links.append(values[attr] or "")
+        self._in_th = tag == "th"
+
+    def handle_data(self, data: str) -> None:
+        if self._in_th:
+            self.headers.append(data)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "th":
+            self._in_th = False
+
+
+def test_html_report_holds_tables_and_embedded_images(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("matplotlib")
+    cpu, gpu = cpu_and_gpu_runs(tmp_path)
+    html_path, md_path = tmp_path / "report.html", tmp_path / "report.md"
+    assert main(["report", str(cpu), str(gpu), "--html", str(html_path), "--markdown", str(md_path)]) == 0
+    assert "wrote" in capsys.readouterr().out
+    text = html_path.read_text()
+    tags = _Tags()
+    tags.feed(text)
+    # tables: throughput + details per model, failures, environment
+    assert tags.tables == 4
+    assert {"Test CPU image/s", "Test CPU x fp32", "Test GPU image/s", "Test GPU x fp32"} <= set(tags.headers)
+    # images: throughput, latency, speed/quality, memory, energy; all embedded PNGs
+    assert len(tags.images) == 5
+    for src in tags.images:
+        assert src.startswith("data:image/png;base64,")
+        assert base64.b64decode(src.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
+    assert all(link.startswith(("data:", "#")) for link in tags.links), tags.links  # nothing fetched
+    for expected in (
+        "Throughput and speedup over fp32 eager on the same device", "Latency, memory, fidelity and energy per cell",
+        "Cells that did not run", '<h2 id="environment">Environment</h2>', "fp16: needs a CUDA device",
+        "RuntimeError: &lt;inductor&gt; failed &amp; gave up", "gpu-host", "cpu-host", "exact", "onnx+tensorrt:fp16",
+    ):  # fmt: skip
+        assert expected in text, expected
+    md = md_path.read_text()
+    assert "data:image" not in md and "<img" not in md
+    for title in (
+        "Throughput and speedup",
+        "Latency, memory, fidelity",
+        "Cells that did not run",
+        "Environment",
+    ):
+        assert title in md
+
+
+def test_speedup_is_against_fp32_on_the_same_device(tmp_path: Path) -> None:
+    cpu, gpu = cpu_and_gpu_runs(tmp_path)
+    report = build_report([load_run(cpu), load_run(gpu)], plots=False)
+    cells = report.cells.set_index(["device_label", "pipeline", "batch_size"])
+    assert cells.loc[("Test GPU", "fp32", 4), "speedup"] == pytest.approx(1.0)
+    assert cells.loc[("Test GPU", "fp16", 4), "speedup"] == pytest.approx(2.5, rel=0.1)
+    assert cells.loc[("Test CPU", "bf16", 1), "speedup"] == pytest.approx(1 / 0.6, rel=0.1)
+    assert math.isnan(cells.loc[("Test CPU", "fp16", 1), "speedup"])
+    md = to_markdown(report)
+    assert "| fp16 | 1 | skipped |" in md  # the CPU column says why there is no number
+    assert (
+        "| dcgan | tiny | Test GPU | compile | 1 | error | RuntimeError: <inductor> failed & gave up |" in md
+    )
+
+
+def test_device_labels_tell_identical_devices_apart() -> None:
+    cells = pd.DataFrame(
+        {
+            "device_name": ["CPU X", "CPU X", "GPU Y", "GPU Y"],
+            "device": ["cpu", "cpu", "cuda:0", "cuda:1"],
+            "host": ["a", "b", "c", "c"],
+            "run_id": ["r1", "r2", "r3", "r3"],
+        }
+    )
+    assert device_labels(cells).tolist() == ["CPU X @ a", "CPU X @ b", "GPU Y (cuda:0)", "GPU Y (cuda:1)"]
+
+
+def test_pareto_front_keeps_undominated_points() -> None:
+    points = [(100.0, 10.0), (60.0, 30.0), (50.0, 20.0), (40.0, 50.0), (30.0, 40.0)]
+    assert pareto_front(points) == [(100.0, 10.0), (60.0, 30.0), (40.0, 50.0)]
+
+
+def test_report_needs_an_output_and_a_readable_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cpu, _ = cpu_and_gpu_runs(tmp_path)
+    assert main(["report", str(cpu)]) == 2
+    assert "--html FILE and/or --markdown FILE" in capsys.readouterr().err
+    assert main(["report", str(cpu), str(tmp_path / "missing"), "--markdown", str(tmp_path / "r.md")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "does not exist" in err

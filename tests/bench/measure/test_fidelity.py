@@ -1,0 +1,56 @@
+import math
+
+import pytest
+import torch
+
+from bench.measure.fidelity import compare_outputs
+
+
+def test_identical_outputs_are_perfect() -> None:
+    x = torch.randn(2, 3, 8, 8)
+    f = compare_outputs(x, x.clone())
+    assert f.psnr_db == math.inf
+    assert f.max_abs_err == 0.0
+    assert f.cosine == pytest.approx(1.0)
+    assert f.ok(30.0)
+
+
+def test_known_noise_gives_known_psnr() -> None:
+    gen = torch.Generator().manual_seed(0)
+    ref = torch.rand(4, 3, 64, 64, generator=gen) * 2 - 1  # range ~2 like a tanh image
+    peak = float(ref.max() - ref.min())
+    sigma = 0.01
+    noisy = ref + sigma * torch.randn(ref.shape, generator=gen)
+    expected = 10 * math.log10(peak**2 / sigma**2)
+    f = compare_outputs(ref, noisy)
+    assert f.psnr_db == pytest.approx(expected, abs=0.1)
+    assert f.cosine > 0.999
+    assert f.max_abs_err > 3 * sigma
+
+
+def test_psnr_gate() -> None:
+    ref = torch.linspace(-1, 1, 1000)
+    f = compare_outputs(ref, ref + 0.1)  # mse 0.01, peak 2 -> 26.0 dB
+    assert f.psnr_db == pytest.approx(10 * math.log10(4 / 0.01))
+    assert not f.ok(30.0)
+    assert f.ok(25.0)
+
+
+def test_non_finite_output_is_worst_case() -> None:
+    ref = torch.ones(10)
+    out = ref.clone()
+    out[3] = float("nan")
+    f = compare_outputs(ref, out)
+    assert f.psnr_db == -math.inf
+    assert not f.ok(0.0)
+
+
+def test_shape_mismatch_is_an_error() -> None:
+    with pytest.raises(ValueError, match="differs from reference"):
+        compare_outputs(torch.zeros(2, 3), torch.zeros(3, 2))
+
+
+def test_low_precision_output_is_compared_in_double() -> None:
+    ref = torch.randn(1000)
+    f = compare_outputs(ref, ref.bfloat16())
+    assert 50 < f.psnr_db < 90  # bf16 keeps 8 bits of mantissa: error ~ 2^-9 relative
