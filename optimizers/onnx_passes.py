@@ -22,8 +22,8 @@ from typing import Any, ClassVar
 
 import torch
 
-from bench.devices import Device
-from bench.text import one_line
+from bench.core.device import Device
+from bench.core.text import one_line
 from optimizers.artifact import Artifact, OnnxArtifact, TorchArtifact, present_inputs
 from optimizers.registry import Pass, PassContext, PipelineError, register_pass
 

@@ -59,7 +59,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from bench.devices import Device
+from bench.core.device import Device
 from optimizers.artifact import Artifact, TorchArtifact
 from optimizers.registry import NotApplicable, Pass, PassContext, PipelineError, register_pass
 

@@ -53,8 +53,8 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from bench.devices import Device
-from bench.text import one_line
+from bench.core.device import Device
+from bench.core.text import one_line
 from optimizers.artifact import Artifact, OnnxArtifact, TorchArtifact, present_inputs
 from optimizers.onnx_passes import missing, onnx_artifact, quiet
 from optimizers.registry import NotApplicable, Pass, PassContext, PipelineError, register_pass

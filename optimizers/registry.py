@@ -21,7 +21,7 @@ import torch
 from optimizers.artifact import Artifact
 
 if TYPE_CHECKING:
-    from bench.devices import Device
+    from bench.core.device import Device
 
 ENTRY_POINT_GROUP = "genbench.passes"
 

@@ -32,8 +32,8 @@ from typing import Any
 
 import torch
 
-from bench.devices import Device
-from bench.text import cache_dir, slug
+from bench.core.device import Device
+from bench.core.text import cache_dir, slug
 from optimizers.artifact import Artifact, OnnxArtifact, TensorRTArtifact
 from optimizers.registry import Pass, PassContext, PipelineError, register_pass
 

@@ -7,7 +7,7 @@ from typing import ClassVar
 
 import torch
 
-from bench.devices import Device, emulated_dtype, supports_dtype
+from bench.core.device import Device, emulated_dtype, supports_dtype
 from optimizers.artifact import Artifact, TorchArtifact, present_inputs
 from optimizers.registry import Pass, PassContext, PipelineError, register_pass
 
