@@ -1,18 +1,20 @@
 """Optimization passes: artifact in, artifact out, registered by name.
 
-Import-light on purpose: the built-in passes are registered on first use of
-``all_passes``/``parse_pipeline``, and heavy libraries (onnxruntime, tensorrt,
-torch_pruning) are imported inside the passes that need them.
+Importing the package registers the built-in passes (one module per family);
+heavy libraries (onnxruntime, tensorrt, torch_pruning) are imported inside the
+passes that need them. Third-party passes come in through the
+``genbench.passes`` entry-point group, loaded on the first lookup.
 """
 
-from optimizers.artifact import Artifact, OnnxArtifact, TensorRTArtifact, TorchArtifact
+from bench.core.artifact import Artifact, OnnxArtifact, TensorRTArtifact, TorchArtifact
+from bench.core.errors import NotApplicable, PipelineError
+from optimizers import onnx_passes, pruning, quantize, tensorrt_pass, torch_passes  # noqa: E402, F401, I001
 from optimizers.registry import (
     ENTRY_POINT_GROUP,
     PASSES,
     Pass,
     PassContext,
     Pipeline,
-    PipelineError,
     all_passes,
     parse_pipeline,
     register_pass,
@@ -22,6 +24,7 @@ __all__ = [
     "ENTRY_POINT_GROUP",
     "PASSES",
     "Artifact",
+    "NotApplicable",
     "OnnxArtifact",
     "Pass",
     "PassContext",

@@ -12,7 +12,6 @@ module import: registering these passes must not pull them in.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import io
 import time
 import warnings
@@ -22,24 +21,20 @@ from typing import Any, ClassVar
 
 import torch
 
+from bench.core.artifact import Artifact, OnnxArtifact, TorchArtifact, present_inputs
 from bench.core.device import Device
+from bench.core.errors import PipelineError
+from bench.core.onnx_names import input_name, output_names
+from bench.core.optional import missing
 from bench.core.text import one_line
-from optimizers.artifact import Artifact, OnnxArtifact, TorchArtifact, present_inputs
-from optimizers.registry import Pass, PassContext, PipelineError, register_pass
+from bench.runtimes.ort import check_provider, default_provider, provider_unavailable
+from optimizers.registry import Pass, PassContext, register_pass
 
 #: opset of the TorchScript exporter: 17 has LayerNormalization and is run by every onnxruntime >= 1.14
 TORCHSCRIPT_OPSET = 17
 #: above this many parameter bytes, weights go to an external ``.data`` file (protobuf's 2 GiB limit)
 EXTERNAL_DATA_BYTES = 1_500_000_000
 EXPORTERS: tuple[str, ...] = ("torchscript", "dynamo")
-
-
-def missing(*modules: str) -> str | None:
-    """Why a pass cannot run: the first of ``modules`` that is not installed (checked without importing it)."""
-    for module in modules:
-        if importlib.util.find_spec(module) is None:
-            return f"{module} is not installed (pip install 'genbench[onnx]')"
-    return None
 
 
 def onnx_artifact(artifact: Artifact, pass_name: str) -> OnnxArtifact:
@@ -183,8 +178,8 @@ class Onnx(Pass):
         inputs = _export_inputs(art, ctx)
         with torch.inference_mode():
             n_out = _tensor_outputs(module(*inputs))
-        in_names = [f"input_{i}" for i in range(len(inputs))]
-        out_names = ["output"] if n_out == 1 else [f"output_{i}" for i in range(n_out)]
+        in_names = [input_name(i) for i in range(len(inputs))]
+        out_names = output_names(n_out)
         external = sum(p.numel() * p.element_size() for p in module.parameters()) > EXTERNAL_DATA_BYTES
         path = Path(ctx.workdir) / "model.onnx"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -236,32 +231,20 @@ class Ort(Pass):
     implicit_from: ClassVar[dict[str, str]] = {"torch": "onnx"}
 
     def __init__(self, arg: str | None = None) -> None:
-        from bench.runtimes.ort import PROVIDERS  # light: no onnxruntime import there at module level
-
-        if arg is not None and arg not in PROVIDERS:
-            raise PipelineError(f"ort provider {arg!r} unknown; choose from {', '.join(PROVIDERS)}")
+        if arg is not None:
+            try:
+                check_provider(arg)
+            except ValueError as exc:
+                raise PipelineError(str(exc)) from None
         self.arg = arg
 
     def available(self) -> str | None:
         return missing("onnxruntime")
 
     def applies_to(self, device: Device) -> str | None:
-        reason = self.available()
-        provider = self.arg or ("cuda" if device.is_cuda else "cpu")
-        if reason is not None or provider == "cpu":
-            return reason
-        if not device.is_cuda:
-            return f"ort:{provider} needs a CUDA device (this run is on {device})"
-        import onnxruntime as ort  # only here: asking which EPs this build has means importing it
-
-        from bench.runtimes.ort import PROVIDERS
-
-        ep = PROVIDERS[provider]
-        if ep not in ort.get_available_providers():
-            return f"onnxruntime {ort.__version__} has no {ep} (install onnxruntime-gpu)"
-        return None
+        return provider_unavailable(self.arg, device)
 
     def apply(self, artifact: Artifact, ctx: PassContext) -> Artifact:
         art = onnx_artifact(artifact, self.name)
-        provider = self.arg or ("cuda" if ctx.device.is_cuda else "cpu")
+        provider = self.arg or default_provider(ctx.device)
         return art.evolve(provider=provider, notes=(*art.notes, f"provider={provider}"))

@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import importlib.util
 import math
 import time
 import warnings
@@ -59,9 +58,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from bench.core.artifact import Artifact, TorchArtifact
 from bench.core.device import Device
-from optimizers.artifact import Artifact, TorchArtifact
-from optimizers.registry import NotApplicable, Pass, PassContext, PipelineError, register_pass
+from bench.core.errors import NotApplicable, PipelineError
+from bench.core.optional import missing
+from optimizers.registry import Pass, PassContext, register_pass
 
 DEFAULT_RATIO = 0.5
 
@@ -130,9 +131,7 @@ def trace_inputs(inputs: tuple[torch.Tensor, ...], device: torch.device) -> tupl
 
 
 def torch_pruning_missing() -> str | None:
-    if importlib.util.find_spec("torch_pruning") is None:
-        return "torch-pruning is not installed (pip install 'genbench[prune]' or pip install torch-pruning)"
-    return None
+    return missing("torch_pruning")
 
 
 # ------------------------------------------------------------------------- attention blocks
@@ -609,9 +608,9 @@ class Prune(Pass):
             raise PipelineError(
                 f"prune works on the fp32 model: put prune first (e.g. prune:{self.ratio:g}+bf16)"
             )
-        missing = torch_pruning_missing()
-        if missing is not None:
-            raise PipelineError(missing)
+        reason = torch_pruning_missing()
+        if reason is not None:
+            raise PipelineError(reason)
         module = copy.deepcopy(art.module)
         report = prune_channels(module, trace_inputs(ctx.example_inputs, _module_device(module)), self.ratio)
         if art.channels_last:

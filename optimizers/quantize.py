@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import importlib.util
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -53,11 +52,14 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from bench.core.artifact import Artifact, OnnxArtifact, TorchArtifact, present_inputs
 from bench.core.device import Device
+from bench.core.errors import NotApplicable, PipelineError
+from bench.core.onnx_names import input_positions
+from bench.core.optional import missing
 from bench.core.text import one_line
-from optimizers.artifact import Artifact, OnnxArtifact, TorchArtifact, present_inputs
-from optimizers.onnx_passes import missing, onnx_artifact, quiet
-from optimizers.registry import NotApplicable, Pass, PassContext, PipelineError, register_pass
+from optimizers.onnx_passes import onnx_artifact, quiet
+from optimizers.registry import Pass, PassContext, register_pass
 
 CALIBRATION_METHODS: dict[str, str] = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
 DEFAULT_CALIBRATION_BATCHES = 8
@@ -167,10 +169,8 @@ def _graph_inputs(path: Path) -> list[tuple[str, Any]]:
 
 def _calibration_feeds(path: Path, ctx: PassContext, batches: int) -> list[dict[str, np.ndarray]]:
     """``batches`` input dicts for the ONNX model at ``path``, drawn from ``ctx.calibration``."""
-    from bench.runtimes.ort import _input_positions
-
     inputs = _graph_inputs(path)
-    positions = _input_positions([name for name, _ in inputs])
+    positions = input_positions([name for name, _ in inputs])
     feeds = []
     for batch in ctx.calibration(batches):
         feeds.append(
@@ -461,7 +461,7 @@ class Pt2eInt8(Pass):
     summary = "int8 via torch.export + PT2E X86InductorQuantizer (torchao) + torch.compile"
 
     def available(self) -> str | None:
-        if importlib.util.find_spec("torchao") is None:
+        if missing("torchao") is not None:
             return (
                 f"torch {torch.__version__.split('+')[0]} has no PT2E quantization (moved to torchao); "
                 "pip install torchao"

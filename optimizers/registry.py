@@ -18,22 +18,13 @@ from typing import TYPE_CHECKING, ClassVar
 
 import torch
 
-from optimizers.artifact import Artifact
+from bench.core.artifact import Artifact
+from bench.core.errors import PipelineError
 
 if TYPE_CHECKING:
     from bench.core.device import Device
 
 ENTRY_POINT_GROUP = "genbench.passes"
-
-
-class PipelineError(ValueError):
-    """A pipeline string that cannot be built: unknown pass, bad argument, impossible order."""
-
-
-class NotApplicable(PipelineError):
-    """A pass that finds, once it sees the model, nothing to work on (2:4 sparsity on a model
-    without Linear layers, int8-dynamic on a graph without MatMul): the cell is `skipped`
-    with this reason, as for a pass that does not apply to the device, not an `error`."""
 
 
 @dataclass(frozen=True)
@@ -148,8 +139,6 @@ def load_entry_points() -> list[str]:
 
 def all_passes() -> dict[str, type[Pass]]:
     """The registry with built-in and entry-point passes loaded."""
-    import optimizers.builtin  # noqa: F401  (registers the built-in passes)
-
     load_entry_points()
     return PASSES
 

@@ -24,7 +24,6 @@ e.g. `fp16+tensorrt`) applies, and the other modes are skipped with that reason.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,10 +31,14 @@ from typing import Any
 
 import torch
 
+from bench.core.artifact import Artifact, OnnxArtifact, TensorRTArtifact
 from bench.core.device import Device
-from bench.core.text import cache_dir, slug
-from optimizers.artifact import Artifact, OnnxArtifact, TensorRTArtifact
-from optimizers.registry import Pass, PassContext, PipelineError, register_pass
+from bench.core.errors import PipelineError
+from bench.core.optional import missing
+from bench.core.paths import cache_dir
+from bench.core.text import slug
+from bench.runtimes.tensorrt import torch_dtype, trt_logger
+from optimizers.registry import Pass, PassContext, register_pass
 
 TRT_MODES = ("fp32", "fp16", "bf16", "int8", "best")
 #: modes that set precision flags, TensorRT's weak-typing API (removed in TensorRT 11)
@@ -59,9 +62,8 @@ def engine_key(ctx: PassContext, onnx_path: Path, mode: str, trt_version: str, g
     parts = (ctx.cache_key, mode, ",".join(map(str, profile_batches(ctx))), trt_version, gpu_name)
     for text in (*parts, str(BUILD_RECIPE)):
         digest.update(text.encode() + b"|")
-    for path in (onnx_path, onnx_path.with_name(onnx_path.name + ".data")):
-        if path.is_file():
-            digest.update(path.read_bytes())
+    for path in OnnxArtifact(path=onnx_path).files():
+        digest.update(path.read_bytes())
     return digest.hexdigest()[:24]
 
 
@@ -96,11 +98,7 @@ class TensorRT(Pass):
         return self.arg or "fp32"
 
     def available(self) -> str | None:
-        if importlib.util.find_spec("tensorrt") is None:
-            return (
-                "TensorRT is not installed (pip install genbench[tensorrt] on a machine with an NVIDIA GPU)"
-            )
-        return None
+        return missing("tensorrt")
 
     def applies_to(self, device: Device) -> str | None:
         if not device.is_cuda:
@@ -140,8 +138,6 @@ class TensorRT(Pass):
         return TensorRTArtifact(path=engine_path, precision=precision, notes=(*artifact.notes, note))
 
     def _build(self, trt: Any, onnx_path: Path, ctx: PassContext, gpu: str) -> bytes:
-        from bench.runtimes.tensorrt import trt_logger
-
         builder = trt.Builder(trt_logger())
         network = builder.create_network(0)  # explicit batch is the only mode in TensorRT 10
         parser = trt.OnnxParser(network, trt_logger())
@@ -235,8 +231,6 @@ def _entropy_calibrator(
     profile's batch and given the network's dtype; the copies are finished before
     TensorRT, on its own stream, reads them.
     """
-    from bench.runtimes.tensorrt import torch_dtype
-
     names = [tensor.name for tensor in inputs]
     dtypes = [torch_dtype(tensor.dtype) for tensor in inputs]
 

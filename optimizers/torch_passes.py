@@ -7,9 +7,10 @@ from typing import ClassVar
 
 import torch
 
+from bench.core.artifact import Artifact, TorchArtifact, present_inputs
 from bench.core.device import Device, emulated_dtype, supports_dtype
-from optimizers.artifact import Artifact, TorchArtifact, present_inputs
-from optimizers.registry import Pass, PassContext, PipelineError, register_pass
+from bench.core.errors import PipelineError
+from optimizers.registry import Pass, PassContext, register_pass
 
 
 def _torch_artifact(artifact: Artifact) -> TorchArtifact:

@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 import torch
 
-from bench.harness.config import RunConfig
+from bench.core.artifact import Artifact
 from bench.core.device import Device, parse_device
-from bench.results.schema import ResultWriter
+from bench.harness.config import RunConfig
 from bench.harness.runner import Runner, plan_cells
-from optimizers.artifact import Artifact
+from bench.results.schema import ResultWriter
 from optimizers.registry import PASSES, Pass, PassContext, register_pass
 
 CPU = Device("cpu")

@@ -91,7 +91,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Any]]:
     sub.add_parser(
         "env", help="print the environment that env.json records", epilog="example:\n  python -m bench env"
     )
-    from bench.cli import analysis as analysis_cli, hardware as hardware_cli
+    from bench.cli import analysis as analysis_cli
+    from bench.cli import hardware as hardware_cli
 
     commands: dict[str, Any] = {"run": cmd_run, "list": cmd_list, "env": cmd_env}
     commands.update(analysis_cli.register(sub))
@@ -138,12 +139,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = _config_from_args(args)
     device = _device(config.device)
 
+    from bench.core.errors import PipelineError
     from bench.harness.plan import resolve_models, resolve_pipelines
-    from bench.render.console import cell_progress, make_console, summary_tables
-    from bench.measure.environment import capture_environment
-    from bench.results.schema import ResultWriter
     from bench.harness.runner import Runner, plan_cells
-    from optimizers.registry import PipelineError
+    from bench.measure.environment import capture_environment
+    from bench.render.console import cell_progress, make_console, summary_tables
+    from bench.results.schema import ResultWriter
 
     try:
         specs = resolve_models(config.models, config.custom_models)
@@ -212,9 +213,9 @@ def _jsonable(config: RunConfig) -> dict[str, Any]:
 def cmd_list(args: argparse.Namespace) -> int:
     from rich.table import Table
 
+    from bench.harness.inventory import describe_model
     from bench.harness.plan import resolve_models
     from bench.render.console import make_console
-    from bench.harness.inventory import describe_model
     from optimizers.registry import all_passes
 
     device = _device(args.device)

@@ -309,8 +309,8 @@ def _profiles(cells: Any) -> dict[tuple[str, str], Any]:
 
 
 def cmd_project(args: argparse.Namespace) -> int:
-    from bench.hardware.catalog import UnknownDeviceError
     from bench.analysis.projection import Source, add_check, project, resolve_source, tidy
+    from bench.hardware.catalog import UnknownDeviceError
 
     batch_sizes = _batch_sizes(args.batch_sizes)
     catalog = _catalog(args.catalog)

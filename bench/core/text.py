@@ -1,10 +1,9 @@
-"""Small text helpers shared across the harness: one-line errors, file-name slugs, the cache folder."""
+"""Small text helpers shared by every layer: one-line errors, file-name slugs, "did you mean"."""
 
 from __future__ import annotations
 
-import os
+import difflib
 import re
-from pathlib import Path
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -26,10 +25,7 @@ def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "unknown"
 
 
-def cache_dir() -> Path:
-    """Where measured peaks and TensorRT engines are kept: $GENBENCH_CACHE_DIR, else the user's cache dir."""
-    explicit = os.environ.get("GENBENCH_CACHE_DIR")
-    if explicit:
-        return Path(explicit)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "genbench"
+def did_you_mean(word: str, choices: list[str] | tuple[str, ...]) -> str:
+    """``"; did you mean X?"`` for the closest of ``choices`` to a misspelt ``word``, else ""."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]}?" if close else ""

@@ -41,7 +41,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.core.device import Device, check_available, device_name, parse_device
-from bench.core.text import cache_dir, slug
+from bench.core.paths import cache_dir
+from bench.core.text import slug
 
 CACHE_VERSION = 2  # 2: no CPU int8 rate (torch._int_mm there bounds nothing)
 CPU_SIZES: tuple[int, ...] = (256, 512, 1024, 2048)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from bench.core.device import Device
-from optimizers.registry import Pipeline, PipelineError, all_passes, parse_pipeline
+from bench.core.errors import PipelineError
+from optimizers.registry import Pipeline, all_passes, parse_pipeline
 from reference_models.spec import ModelSpec
 
 #: Candidates for the default matrix, in display order. Those that do not apply on

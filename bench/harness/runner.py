@@ -26,22 +26,29 @@ from typing import Any
 
 import torch
 
-from bench.harness.plan import skip_reason
-from bench.harness.config import RunConfig
+from bench.core.artifact import Artifact, TorchArtifact, present_inputs
 from bench.core.device import Device, device_name, synchronize
+from bench.core.errors import NotApplicable
+from bench.core.text import one_line
+from bench.hardware.peak import PeakResult, read_cached
+from bench.harness.config import RunConfig
+from bench.harness.plan import skip_reason
 from bench.measure.energy import EnergyMeter, EnergyReading
 from bench.measure.environment import git_sha
 from bench.measure.fidelity import compare_outputs
-from bench.measure.memory import PeakRSS, device_peak_mb, device_peak_reserved_mb, module_size, reset_device_peak
+from bench.measure.memory import (
+    PeakRSS,
+    device_peak_mb,
+    device_peak_reserved_mb,
+    module_size,
+    reset_device_peak,
+)
 from bench.measure.nvml import GpuState, Nvml, open_gpu
-from bench.hardware.peak import PeakResult, read_cached
-from bench.results.schema import ResultWriter
-from bench.runtimes import first_tensor, load
-from bench.core.text import one_line
 from bench.measure.timing import HostTimer, SamplingPolicy, sample_adaptively, summarize, timer_for
 from bench.measure.work import count_flops
-from optimizers.artifact import Artifact, TorchArtifact, present_inputs
-from optimizers.registry import NotApplicable, PassContext, Pipeline
+from bench.results.schema import ResultWriter
+from bench.runtimes import first_tensor, load
+from optimizers.registry import PassContext, Pipeline
 from reference_models.spec import ModelSpec
 
 REASON_MAX_CHARS = 400

@@ -24,7 +24,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.results.schema import CELL_COLUMNS, SAMPLE_COLUMNS, SCHEMA_VERSION, STATUSES, ResultWriter, read_cells
+from bench.results.schema import (
+    CELL_COLUMNS,
+    SAMPLE_COLUMNS,
+    SCHEMA_VERSION,
+    STATUSES,
+    ResultWriter,
+    read_cells,
+)
 
 TABLE_FILES = ("cells.csv", "cells.parquet", "cells.json", "samples.csv", "env.json")
 

@@ -19,8 +19,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from bench.core.artifact import OnnxArtifact
 from bench.core.device import Device
-from optimizers.artifact import OnnxArtifact
+from bench.core.onnx_names import input_positions
+from bench.core.optional import missing
+from bench.runtimes.base import register_runtime
 
 #: the pass/artifact short name of a provider -> onnxruntime's execution-provider name
 PROVIDERS: dict[str, str] = {
@@ -64,15 +67,42 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+def default_provider(device: Device) -> str:
+    """The execution provider a device runs ONNX models on unless told otherwise."""
+    return "cuda" if device.is_cuda else "cpu"
+
+
+def check_provider(name: str) -> str:
+    """``name`` if it is a provider short name, else ValueError listing them."""
+    if name not in PROVIDERS:
+        raise ValueError(f"unknown onnxruntime provider {name!r}; choose from {', '.join(PROVIDERS)}")
+    return name
+
+
 def provider_for(artifact: OnnxArtifact, device: Device) -> str:
     """The short provider name to use: the artifact's choice, else the device's natural one."""
-    if artifact.provider is not None:
-        if artifact.provider not in PROVIDERS:
-            raise ValueError(
-                f"unknown onnxruntime provider {artifact.provider!r}; choose from {', '.join(PROVIDERS)}"
-            )
-        return artifact.provider
-    return "cuda" if device.is_cuda else "cpu"
+    return check_provider(artifact.provider) if artifact.provider is not None else default_provider(device)
+
+
+def provider_unavailable(provider: str | None, device: Device) -> str | None:
+    """Why onnxruntime cannot run ``provider`` (None: the device's default) here; None when it can.
+
+    The only place that decides which execution providers exist: the ``ort`` pass and
+    the harness's skip check ask this, so a run never starts a cell whose provider is
+    missing (onnxruntime would silently fall back to the CPU).
+    """
+    reason = missing("onnxruntime")
+    name = check_provider(provider) if provider is not None else default_provider(device)
+    if reason is not None or name == "cpu":
+        return reason
+    if not device.is_cuda:
+        return f"ort:{name} needs a CUDA device (this run is on {device})"
+    import onnxruntime as ort  # only here: asking which EPs this build has means importing it
+
+    ep = PROVIDERS[name]
+    if ep not in ort.get_available_providers():
+        return f"onnxruntime {ort.__version__} has no {ep} (install onnxruntime-gpu)"
+    return None
 
 
 @dataclass(frozen=True)
@@ -82,43 +112,22 @@ class _Input:
     type: str  # ONNX type string, e.g. "tensor(float)"
 
 
-def _input_positions(names: list[str]) -> list[int]:
-    """Map session inputs to positional model inputs.
-
-    The ``onnx`` pass names inputs ``input_0, input_1, ...``, so an input the
-    exporter dropped (unused by the graph) does not shift the others; any other
-    naming is taken positionally.
-    """
-    if all(n.startswith("input_") and n[len("input_") :].isdigit() for n in names):
-        return [int(n[len("input_") :]) for n in names]
-    return list(range(len(names)))
-
-
+@register_runtime("onnx")
 class OrtRuntime:
     """One onnxruntime session for one artifact; see the module docstring for what is timed."""
 
     allocates_through_torch = False
 
     def __init__(self, artifact: OnnxArtifact, device: Device) -> None:
-        try:
-            import onnxruntime as ort
-        except ImportError as exc:
-            raise RuntimeError(
-                f"ONNX artifacts run on onnxruntime, which is not importable here ({exc}); "
-                "pip install 'genbench[onnx]'"
-            ) from exc
         self.artifact = artifact
         self.device = device
         self.provider = provider_for(artifact, device)
+        unavailable = provider_unavailable(self.provider, device)
+        if unavailable is not None:
+            raise RuntimeError(f"ONNX artifacts run on onnxruntime: {unavailable}")
+        import onnxruntime as ort
+
         ep = PROVIDERS[self.provider]
-        if self.provider != "cpu":
-            if not device.is_cuda:
-                raise RuntimeError(f"{ep} needs a CUDA device; this cell runs on {device}")
-            if ep not in ort.get_available_providers():
-                raise RuntimeError(
-                    f"onnxruntime {ort.__version__} has no {ep} (available: {', '.join(ort.get_available_providers())}); "
-                    "install onnxruntime-gpu"
-                )
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = usable_cores()
@@ -131,7 +140,7 @@ class OrtRuntime:
         names = [i.name for i in self.session.get_inputs()]
         self.inputs = [
             _Input(i.name, pos, i.type)
-            for i, pos in zip(self.session.get_inputs(), _input_positions(names), strict=True)
+            for i, pos in zip(self.session.get_inputs(), input_positions(names), strict=True)
         ]
         self.output_names = [o.name for o in self.session.get_outputs()]
         self._binding: Any = None

@@ -17,13 +17,14 @@ this project has had.
 from __future__ import annotations
 
 import functools
-import re
 from typing import Any
 
 import torch
 
+from bench.core.artifact import TensorRTArtifact
 from bench.core.device import Device
-from optimizers.artifact import TensorRTArtifact
+from bench.core.onnx_names import input_positions
+from bench.runtimes.base import register_runtime
 
 _TRT_TO_TORCH = {
     "FLOAT": torch.float32,
@@ -55,17 +56,12 @@ def trt_logger() -> Any:
 
 
 def input_order(engine_inputs: list[str]) -> list[str]:
-    """Engine inputs in the model's argument order.
-
-    genbench's exporter names them input_0, input_1, ...; other ONNX files keep the
-    engine's order, which follows the ONNX graph's inputs.
-    """
-    numbered = [re.fullmatch(r"input_(\d+)", name) for name in engine_inputs]
-    if all(numbered):
-        return sorted(engine_inputs, key=lambda name: int(name.split("_")[1]))
-    return list(engine_inputs)
+    """Engine inputs in the model's argument order (genbench's ``input_N`` names, else the engine's order)."""
+    positions = input_positions(engine_inputs)
+    return [name for _, name in sorted(zip(positions, engine_inputs, strict=True))]
 
 
+@register_runtime("tensorrt")
 class TensorRTRuntime:
     runtime_name = "tensorrt"
     allocates_through_torch = False

@@ -6,11 +6,12 @@ from typing import Any
 
 import torch
 
+from bench.core.artifact import TorchArtifact, present_inputs
 from bench.core.device import Device
-from bench.runtimes import first_tensor
-from optimizers.artifact import TorchArtifact, present_inputs
+from bench.runtimes.base import first_tensor, register_runtime
 
 
+@register_runtime("torch")
 class TorchRuntime:
     allocates_through_torch = True
 

@@ -10,9 +10,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bench.core.artifact import TorchArtifact
 from bench.core.device import Device
+from bench.core.errors import PipelineError
 from bench.measure.work import count_flops
-from optimizers.artifact import TorchArtifact
 from optimizers.pruning import (
     DEFAULT_RATIO,
     Prune,
@@ -22,7 +23,7 @@ from optimizers.pruning import (
     prune_channels,
     trace_inputs,
 )
-from optimizers.registry import PipelineError, all_passes, parse_pipeline
+from optimizers.registry import all_passes, parse_pipeline
 from reference_models import get_model
 from tests.conftest import pass_context
 
@@ -235,8 +236,8 @@ def test_mask_2_4_keeps_the_two_largest_of_every_four() -> None:
 @needs_tp
 def test_pruned_unet_row_has_fewer_params_and_flops(tmp_path: Path) -> None:
     from bench.harness.config import RunConfig
-    from bench.results.schema import ResultWriter
     from bench.harness.runner import Runner, plan_cells
+    from bench.results.schema import ResultWriter
 
     config = RunConfig(
         models=("unet",),

@@ -13,12 +13,13 @@ pytest.importorskip("onnxruntime")
 
 import onnx  # noqa: E402
 
+from bench.core.artifact import OnnxArtifact, TorchArtifact  # noqa: E402
 from bench.core.device import Device  # noqa: E402
+from bench.core.errors import NotApplicable, PipelineError  # noqa: E402
 from bench.measure.fidelity import compare_outputs  # noqa: E402
 from bench.runtimes import load  # noqa: E402
 from optimizers import quantize  # noqa: E402
-from optimizers.artifact import OnnxArtifact, TorchArtifact  # noqa: E402
-from optimizers.registry import NotApplicable, PipelineError, parse_pipeline  # noqa: E402
+from optimizers.registry import parse_pipeline  # noqa: E402
 from reference_models import get_model  # noqa: E402
 from tests.conftest import pass_context
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 import optimizers.registry as registry
-from optimizers.registry import PASSES, Pass, PipelineError, all_passes, parse_pipeline, register_pass
+from bench.core.errors import PipelineError
+from optimizers.registry import PASSES, Pass, all_passes, parse_pipeline, register_pass
 
 PLUGIN_DIR = Path(__file__).resolve().parent.parent / "plugin_example"
 

@@ -11,8 +11,9 @@ import pytest
 import torch
 
 from bench.core.device import Device
+from bench.core.errors import PipelineError
 from bench.runtimes.tensorrt import input_order, torch_dtype
-from optimizers.registry import PipelineError, parse_pipeline
+from optimizers.registry import parse_pipeline
 from optimizers.tensorrt_pass import TensorRT, engine_key, profile_batches, timing_cache_path
 from tests.conftest import pass_context
 
@@ -25,7 +26,7 @@ def test_tensorrt_on_cpu_is_skipped_with_a_reason() -> None:
 
 def test_tensorrt_without_the_library_says_so(monkeypatch) -> None:
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
-    assert "TensorRT is not installed" in TensorRT().applies_to(Device("cuda", 0))
+    assert "tensorrt is not installed" in TensorRT().applies_to(Device("cuda", 0))
 
 
 def test_tensorrt_mode_validation() -> None:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from bench.core.artifact import TorchArtifact
 from bench.core.device import Device
-from optimizers.artifact import TorchArtifact
+from bench.core.errors import PipelineError
 from optimizers.registry import parse_pipeline
 from reference_models import get_model
 from tests.conftest import pass_context
@@ -41,7 +42,6 @@ def test_channels_last_converts_conv_weights() -> None:
 
 
 def test_cast_after_compile_is_refused() -> None:
-    from optimizers.registry import PipelineError
 
     with pytest.raises(PipelineError, match="before compile"):
         _apply("compile+bf16")

@@ -16,8 +16,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.results.baseline import NIGHTLY_THRESHOLD
-from bench.cli import main
 from bench.analysis.compare import (
     RatioCI,
     Settings,
@@ -28,6 +26,8 @@ from bench.analysis.compare import (
     speed_verdict,
     to_markdown,
 )
+from bench.cli import main
+from bench.results.baseline import NIGHTLY_THRESHOLD
 from bench.results.merge import load_run, write_run
 from bench.results.schema import SAMPLE_COLUMNS, cells_frame
 

@@ -11,9 +11,6 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from bench.hardware import peak
-from bench.cli import main
-from bench.hardware.catalog import DeviceSpec, Figure, load_catalog
 from bench.analysis.projection import (
     GIB,
     RUNTIME_RESERVE_BYTES,
@@ -31,6 +28,9 @@ from bench.analysis.projection import (
     roofline,
     spec_from_peak,
 )
+from bench.cli import main
+from bench.hardware import peak
+from bench.hardware.catalog import DeviceSpec, Figure, load_catalog
 from bench.results.schema import ResultWriter, cells_frame
 from reference_models import get_model
 

@@ -11,9 +11,9 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from bench.analysis.report import build_report, device_labels, pareto_front, to_markdown
 from bench.cli import main
 from bench.results.merge import load_run
-from bench.analysis.report import build_report, device_labels, pareto_front, to_markdown
 from tests.bench.analysis.test_compare import cell, lognormal, make_run
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench.hardware import peak
 from bench.cli import main
 from bench.core.device import Device, device_name
+from bench.hardware import peak
 
 SMALL = {"sizes": (32, 64), "copy_mb": 4, "reps": 2, "max_seconds_per_size": 0.2}
 

@@ -7,10 +7,10 @@ import math
 import pytest
 import torch
 
-from bench.harness.config import RunConfig
 from bench.core.device import Device
-from bench.results.schema import ResultWriter, read_cells, read_samples
+from bench.harness.config import RunConfig
 from bench.harness.runner import Runner, is_out_of_memory, plan_cells
+from bench.results.schema import ResultWriter, read_cells, read_samples
 from optimizers.registry import parse_pipeline
 from reference_models import get_model
 from tests.conftest import FAST
@@ -151,8 +151,8 @@ def test_pct_of_peak_uses_the_cached_peak_of_the_rows_precision(run_matrix, tmp_
 
 
 def test_default_matrix_leaves_out_emulated_precisions_but_explicit_requests_run() -> None:
-    from bench.harness.plan import resolve_pipelines
     from bench.core.device import emulated_dtype, supports_dtype
+    from bench.harness.plan import resolve_pipelines
 
     cpu = Device("cpu")
     defaults = [p.text for p in resolve_pipelines(None, cpu)]

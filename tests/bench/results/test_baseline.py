@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.results.baseline import machine_class
 from bench.cli import main
+from bench.results.baseline import machine_class
 from bench.results.merge import RunError
 from tests.bench.analysis.test_compare import recorded_run
 

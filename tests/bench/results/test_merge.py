@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.cli import main
 from bench.analysis.compare import compare_runs
+from bench.cli import main
 from bench.results.merge import load_run
 from tests.bench.analysis.test_compare import cell, lognormal, make_run
 

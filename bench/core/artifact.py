@@ -1,8 +1,12 @@
 """What a pass hands to the next: a torch module, an ONNX file or a TensorRT engine.
 
-Artifacts are frozen: a pass builds a new one (and a new module) rather than
-changing the one it was given, so the fp32 reference stays intact and cells
-cannot leak state into each other.
+The contract between passes (``optimizers/``), which make artifacts, and runtimes
+(``bench/runtimes/``), which run them: it lives in core so that neither side
+imports the other to know it. Artifacts are frozen: a pass builds a new one (and
+a new module) rather than changing the one it was given, so the fp32 reference
+stays intact and cells cannot leak state into each other. Each artifact knows
+how many bytes it takes as stored (``stored_bytes``), so the harness never needs
+to know an artifact's file layout.
 """
 
 from __future__ import annotations
@@ -34,6 +38,15 @@ class TorchArtifact:
     def evolve(self, **changes: Any) -> TorchArtifact:
         return replace(self, **changes)
 
+    def stored_bytes(self) -> int:
+        """Bytes of the module's parameters and buffers, as stored (a bf16 module's are 2 per element)."""
+        tensors = [*self.module.parameters(), *self.module.buffers()]
+        return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def _file_bytes(*paths: Path) -> int:
+    return sum(p.stat().st_size for p in paths if p.is_file())
+
 
 @dataclass(frozen=True)
 class OnnxArtifact:
@@ -53,6 +66,18 @@ class OnnxArtifact:
     def evolve(self, **changes: Any) -> OnnxArtifact:
         return replace(self, **changes)
 
+    @property
+    def external_data_path(self) -> Path:
+        """Where weights beyond protobuf's 2 GiB limit go: ``<model>.onnx.data`` beside the model."""
+        return self.path.with_name(self.path.name + ".data")
+
+    def files(self) -> tuple[Path, ...]:
+        """The model file and, when it has one, its external weights."""
+        return tuple(p for p in (self.path, self.external_data_path) if p.is_file())
+
+    def stored_bytes(self) -> int:
+        return _file_bytes(*self.files())
+
 
 @dataclass(frozen=True)
 class TensorRTArtifact:
@@ -65,6 +90,9 @@ class TensorRTArtifact:
 
     def evolve(self, **changes: Any) -> TensorRTArtifact:
         return replace(self, **changes)
+
+    def stored_bytes(self) -> int:
+        return _file_bytes(self.path)
 
 
 Artifact = TorchArtifact | OnnxArtifact | TensorRTArtifact

@@ -1,0 +1,110 @@
+"""The runtime contract and its registry: which backend runs an artifact of each kind.
+
+A runtime splits a forward call into what is timed and what is not:
+``prepare`` places inputs (on the device, in the right dtype/format) once,
+``run`` is the timed call, ``to_torch`` turns an output into an fp32 CPU tensor
+for the fidelity check. Each backend imports its library inside itself.
+
+Runtimes are plugins, the way passes are: a class decorated with
+``@register_runtime("kind")`` runs artifacts whose ``kind`` is that string, and
+a third-party package adds one through the ``genbench.runtimes`` entry-point
+group (loaded once, on the first lookup). A pass that produces a new artifact
+kind and the runtime for it can thus both come from outside genbench.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from importlib import metadata
+from typing import Any, Protocol
+
+import torch
+
+from bench.core.artifact import Artifact
+from bench.core.device import Device
+
+ENTRY_POINT_GROUP = "genbench.runtimes"
+
+
+class LoadedModel(Protocol):
+    #: what ran it, for the `runtime` column, e.g. "torch-eager" or "onnxruntime:CPUExecutionProvider"
+    runtime_name: str
+    #: whether its device memory is torch's (then torch's peak counters cover it) or its own
+    allocates_through_torch: bool
+
+    def prepare(self, inputs: tuple[torch.Tensor, ...]) -> Any: ...
+
+    def run(self, prepared: Any) -> Any: ...
+
+    def to_torch(self, output: Any) -> torch.Tensor: ...
+
+
+#: a runtime class: constructed with (artifact, device), it is a LoadedModel
+RuntimeFactory = Callable[[Any, Device], LoadedModel]
+RUNTIMES: dict[str, RuntimeFactory] = {}
+_entry_points_loaded = False
+
+
+def register_runtime(kind: str) -> Callable[[RuntimeFactory], RuntimeFactory]:
+    """Class decorator: run artifacts of ``kind`` with the decorated class."""
+    if not re.fullmatch(r"[a-z][a-z0-9_\-]*", kind):
+        raise ValueError(f"artifact kind {kind!r} must be lowercase letters, digits, '-' or '_'")
+
+    def add(cls: RuntimeFactory) -> RuntimeFactory:
+        existing = RUNTIMES.get(kind)
+        if existing is not None and existing is not cls:
+            raise ValueError(f"artifact kind {kind!r} already runs on {existing!r}")
+        RUNTIMES[kind] = cls
+        return cls
+
+    return add
+
+
+def load_entry_points() -> list[str]:
+    """Register third-party runtimes declared under ``genbench.runtimes``; return the ones that failed.
+
+    An entry point's name is the artifact kind, its object the runtime class.
+    """
+    global _entry_points_loaded
+    if _entry_points_loaded:
+        return []
+    _entry_points_loaded = True
+    failures: list[str] = []
+    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            cls = ep.load()
+        except Exception as exc:  # a broken plugin must not break the harness
+            failures.append(f"{ep.name}: {type(exc).__name__}: {exc}")
+            continue
+        if ep.name not in RUNTIMES:
+            register_runtime(ep.name)(cls)
+    return failures
+
+
+def all_runtimes() -> dict[str, RuntimeFactory]:
+    load_entry_points()
+    return RUNTIMES
+
+
+def load(artifact: Artifact, device: Device) -> LoadedModel:
+    """The runtime registered for the artifact's kind, loaded with it."""
+    runtimes = all_runtimes()
+    factory = runtimes.get(artifact.kind)
+    if factory is None:
+        known = ", ".join(sorted(runtimes)) or "none"
+        raise ValueError(f"no runtime is registered for artifact kind {artifact.kind!r} (known: {known})")
+    return factory(artifact, device)
+
+
+def first_tensor(output: Any) -> torch.Tensor:
+    """Models may return a tensor, a tuple/list, or a dict; the first tensor is the image."""
+    if isinstance(output, torch.Tensor):
+        return output
+    if isinstance(output, dict):
+        output = list(output.values())
+    if isinstance(output, (tuple, list)):
+        for item in output:
+            if isinstance(item, torch.Tensor):
+                return item
+    raise TypeError(f"model output has no tensor (got {type(output).__name__})")
