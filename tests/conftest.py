@@ -13,7 +13,7 @@ from bench.core.artifact import Artifact
 from bench.core.device import Device, parse_device
 from bench.harness.config import RunConfig
 from bench.harness.runner import Runner, plan_cells
-from bench.results.schema import ResultWriter
+from bench.results.writer import ResultWriter
 from optimizers.registry import PASSES, Pass, PassContext, register_pass
 
 CPU = Device("cpu")

@@ -1,278 +1,86 @@
-"""Command line: `python -m bench run|list|env`.
+"""Command line: `python -m bench COMMAND`; one module per command group, loaded when its command runs.
 
-Bad input is one line on stderr and exit code 2, never a traceback; a cell that
-fails is a row in the table, never a stopped run.
+Bad input is one line on stderr and exit code 2, never a traceback: every layer
+raises a ``bench.core.errors.UsageError`` subclass for it, caught once here. A
+cell that fails is a row in the table, never a stopped run. Exit code 1 is kept
+for "a comparison found a regression". Building the parser imports only the
+command modules, which import torch, pandas and the rest inside their handlers,
+so ``python -m bench --help`` stays fast and never imports torch.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import json
+import re
 import sys
-import time
-from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
-from bench.harness.config import ConfigError, RunConfig, build_config, load_toml
+from bench.cli import analysis, hardware, run
+from bench.core.errors import EXIT_USAGE, UsageError
+from bench.core.text import did_you_mean
 
-EXIT_USAGE = 2
-
-RUN_EXAMPLES = """examples:
-  python -m bench run                                   # every model, default pipelines, best device
-  python -m bench run --models unet --pipelines fp32,bf16,compile --batch-sizes 1,8,32
-  python -m bench run --device cuda:1 --size base --time-budget 5
-  python -m bench run --model mypkg.models:make_generator --pipelines fp32,bf16
-  python -m bench run --config nightly.toml --out results/nightly
-"""
+#: command groups, in the order `python -m bench` lists them
+GROUPS = (run, analysis, hardware)
 
 
-class UsageError(Exception):
-    """Bad input from the user: printed as one line, exit code 2."""
+class Parser(argparse.ArgumentParser):
+    """argparse without prefix matching (``--pipeline`` is not ``--pipelines``), with "did you mean"."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["allow_abbrev"] = False
+        super().__init__(*args, **kwargs)
 
-def _run_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "run",
-        help="run the benchmark matrix and write result tables",
-        description="Run models x pipelines x batch sizes on one device; write results/<run_id>/.",
-        epilog=RUN_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("--device", help="cpu, cuda or cuda:N (default: the first GPU if any, else cpu)")
-    p.add_argument("--models", help="comma-separated reference models: dcgan,vae,unet (default: all)")
-    p.add_argument(
-        "--model", action="append", dest="custom_models", metavar="PKG.MODULE:FACTORY",
-        help="bring your own model: factory() returns (module, make_inputs); repeatable",
-    )  # fmt: skip
-    p.add_argument("--size", help="tiny, small or base (default: small)")
-    p.add_argument(
-        "--pipelines", help="comma-separated pipelines, e.g. fp32,bf16+channels_last,compile:max-autotune"
-    )
-    p.add_argument("--batch-sizes", help="comma-separated batch sizes (default: 1,8)")
-    p.add_argument("--config", type=Path, help="TOML run file; flags given here override it")
-    p.add_argument("--out", help="output folder (default: results/<run_id>)")
-    p.add_argument(
-        "--time-budget", type=float, dest="time_budget_s", help="seconds of sampling per cell (default: 2)"
-    )
-    p.add_argument("--min-samples", type=int, help="samples per cell at least (default: 10)")
-    p.add_argument(
-        "--min-psnr", type=float, dest="min_psnr_db", help="quality gate in dB for fidelity_ok (default: 30)"
-    )
-    p.add_argument("--seed", type=int, help="seed of the example inputs (default: 0)")
-    p.add_argument(
-        "--keep-artifacts", action="store_true", default=None, help="keep exported files under the run folder"
-    )
-    p.add_argument(
-        "--include-transfers", action="store_true", default=None,
-        help="on a GPU, time host->device input copies and device->host output copies with each call "
-        "(they are always measured apart, in transfer_h2d_ms / transfer_d2h_ms)",
-    )  # fmt: skip
+    def error(self, message: str) -> NoReturn:
+        choice = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if choice:
+            options = re.findall(r"'?([\w-]+)'?", choice.group(2))
+            message = f"unknown command {choice.group(1)!r}{did_you_mean(choice.group(1), options)}"
+        super().error(message)
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Any]]:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m bench",
         description="genbench: how fast, how much memory, and at what cost to output quality, "
         "for generative models on this hardware with these optimizations.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="run `python -m bench COMMAND --help` for each command's options",
+        epilog="run `python -m bench COMMAND --help` for each command's options and examples",
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    _run_parser(sub)
-    lst = sub.add_parser(
-        "list",
-        help="list models (params, GFLOPs, input shapes) and passes (and whether they run here)",
-        epilog="examples:\n  python -m bench list\n  python -m bench list --device cuda",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    lst.add_argument("--device", help="device to check passes against (default: best present)")
-    lst.add_argument("--model", action="append", dest="custom_models", metavar="PKG.MODULE:FACTORY")
-    sub.add_parser(
-        "env", help="print the environment that env.json records", epilog="example:\n  python -m bench env"
-    )
-    from bench.cli import analysis as analysis_cli
-    from bench.cli import hardware as hardware_cli
-
-    commands: dict[str, Any] = {"run": cmd_run, "list": cmd_list, "env": cmd_env}
-    commands.update(analysis_cli.register(sub))
-    commands.update(hardware_cli.register(sub))
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    commands: dict[str, Any] = {}
+    for group in GROUPS:
+        commands.update(group.register(sub))
     return parser, commands
 
 
-# --------------------------------------------------------------------- commands
-def _device(text: str | None) -> Any:
-    from bench.core.device import best_available, check_available, parse_device
-
-    try:
-        device = parse_device(text) if text else best_available()
-        check_available(device)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    return device
+def command_list(parser: argparse.ArgumentParser) -> str:
+    """Every command with its one-line help, as `python -m bench` with no command prints it."""
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    width = max(len(choice.dest) for choice in sub._choices_actions)
+    lines = [f"  {choice.dest.ljust(width)}  {choice.help}" for choice in sub._choices_actions]
+    return "commands:\n" + "\n".join(lines)
 
 
-def _config_from_args(args: argparse.Namespace) -> RunConfig:
-    file_values = load_toml(args.config) if args.config else {}
-    overrides = {
-        "device": args.device,
-        "models": args.models,
-        "size": args.size,
-        "pipelines": args.pipelines,
-        "batch_sizes": args.batch_sizes,
-        "out": args.out,
-        "time_budget_s": args.time_budget_s,
-        "min_samples": args.min_samples,
-        "min_psnr_db": args.min_psnr_db,
-        "seed": args.seed,
-        "keep_artifacts": args.keep_artifacts,
-        "include_transfers": args.include_transfers,
-    }
-    if args.custom_models:
-        overrides["custom_models"] = tuple(args.custom_models)
-        if args.models is None and "models" not in file_values:
-            overrides["models"] = ()  # --model alone runs just that model
-    return build_config(file_values, overrides)
-
-
-def cmd_run(args: argparse.Namespace) -> int:
-    config = _config_from_args(args)
-    device = _device(config.device)
-
-    from bench.core.errors import PipelineError
-    from bench.harness.plan import resolve_models, resolve_pipelines
-    from bench.harness.runner import Runner, plan_cells
-    from bench.measure.environment import capture_environment
-    from bench.render.console import cell_progress, make_console, summary_tables
-    from bench.results.schema import ResultWriter
-
-    try:
-        specs = resolve_models(config.models, config.custom_models)
-        pipelines = resolve_pipelines(config.pipelines, device)
-    except (ValueError, PipelineError) as exc:
-        raise UsageError(str(exc)) from None
-    for spec in specs:
-        if config.size not in spec.sizes and spec.family != "custom":
-            raise UsageError(f"model {spec.name!r} has no size {config.size!r}")
-
-    run_id = dt.datetime.now().strftime("%Y%m%d-%H%M%S") + f"-{device.kind}"
-    out_dir = Path(config.out) if config.out else Path("results") / run_id
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UsageError(f"--out {out_dir} is a file, not a folder")
-    if (out_dir / "cells.csv").exists():
-        raise UsageError(f"{out_dir} already holds a run; choose another --out or remove it")
-    writer = ResultWriter(out_dir)
-    env = capture_environment()
-    writer.write_env({**env, "run_id": run_id, "device": str(device), "config": _jsonable(config)})
-    cells = plan_cells(specs, config.size, pipelines, config.batch_sizes)
-
-    console = make_console()
-    console.print(
-        f"[bold]genbench[/] run {run_id}: {len(cells)} cells on {device} "
-        f"({len(specs)} models x {len(pipelines)} pipelines x {len(config.batch_sizes)} batch sizes) -> {out_dir}"
-    )
-    if config.pipelines is None:
-        from bench.harness.plan import default_pipelines, excluded_reason
-
-        for pipeline in default_pipelines(device):
-            reason = excluded_reason(pipeline, device)
-            if reason is not None:
-                console.print(f"  [dim]left out of the default matrix: {pipeline.text} ({reason})[/]")
-    runner_started = time.perf_counter()
-    with cell_progress(console, len(cells)) as progress:
-        task = progress.add_task("cells", total=len(cells))
-
-        def on_start(cell: Any) -> None:
-            progress.update(task, description=f"{cell.spec.name} {cell.pipeline.text} b{cell.batch_size}")
-
-        def on_done(row: dict[str, Any]) -> None:
-            progress.advance(task)
-
-        runner = Runner(config, device, writer, run_id, on_cell_done=on_done, on_cell_start=on_start)
-        try:
-            runner.run(cells)
-        except KeyboardInterrupt:
-            console.print(f"[yellow]interrupted: {len(writer.rows)} finished cells kept in {out_dir}[/]")
-            return 130
-    for table in summary_tables(writer.frame()):
-        console.print(table)
-    counts = writer.frame()["status"].value_counts().to_dict()
-    console.print(
-        f"{len(cells)} cells in {time.perf_counter() - runner_started:.0f} s "
-        f"({', '.join(f'{v} {k}' for k, v in counts.items())}); tables in {out_dir}"
-    )
-    return 0
-
-
-def _jsonable(config: RunConfig) -> dict[str, Any]:
-    from dataclasses import asdict
-
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()}
-
-
-def cmd_list(args: argparse.Namespace) -> int:
-    from rich.table import Table
-
-    from bench.harness.inventory import describe_model
-    from bench.harness.plan import resolve_models
-    from bench.render.console import make_console
-    from optimizers.registry import all_passes
-
-    device = _device(args.device)
-    console = make_console()
-    try:
-        specs = resolve_models(("dcgan", "vae", "unet"), tuple(args.custom_models or ()))
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    models = Table(
-        title="models (GFLOPs per item at batch 1, counted by torch.utils.flop_counter)", title_justify="left"
-    )
-    for col in ("model", "family", "size", "params", "GFLOPs/item", "inputs (batch 1)", "output", "item"):
-        models.add_column(col, justify="right" if col in ("params", "GFLOPs/item") else "left")
-    for spec in specs:
-        for size in spec.sizes:
-            info = describe_model(spec, size)
-            models.add_row(
-                spec.name, spec.family, size, f"{info.params / 1e6:.2f}M", f"{info.gflops_per_item:.3f}",
-                info.input_shapes, info.output_shape, spec.item,
-            )  # fmt: skip
-    console.print(models)
-    passes = Table(title=f"passes (checked against {device})", title_justify="left")
-    for col in ("pass", "takes", "gives", "runs here", "what it does"):
-        passes.add_column(col)
-    for name, cls in sorted(all_passes().items()):
-        reason = cls().applies_to(device) if _constructible(cls) else None
-        passes.add_row(
-            name,
-            "/".join(cls.consumes),
-            cls.produces or "same",
-            "yes" if reason is None else f"no: {reason}",
-            cls.summary,
-        )
-    console.print(passes)
-    return 0
-
-
-def _constructible(cls: type) -> bool:
-    try:
-        cls()
-    except Exception:
-        return False
-    return True
-
-
-def cmd_env(args: argparse.Namespace) -> int:
-    from bench.measure.environment import capture_environment
-
-    print(json.dumps(capture_environment(), indent=2, default=str))
-    return 0
+def _unknown_options(parser: argparse.ArgumentParser, command: str, extra: list[str]) -> str:
+    """"unrecognized arguments: --pipeline; did you mean --pipelines?" for the command's own options."""
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    options = [o for action in sub.choices[command]._actions for o in action.option_strings]
+    flags = [word.split("=", 1)[0] for word in extra if word.startswith("-")]
+    hint = did_you_mean(flags[0], options) if flags else ""
+    return f"unrecognized arguments: {' '.join(extra)}{hint}"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser, commands = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if args.command is None:
+        parser.print_usage(sys.stderr)
+        print(command_list(parser), file=sys.stderr)
+        return EXIT_USAGE
     try:
+        if extra:
+            raise UsageError(_unknown_options(parser, args.command, extra))
         return commands[args.command](args)
-    except (UsageError, ConfigError) as exc:
+    except UsageError as exc:
         print(f"genbench: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

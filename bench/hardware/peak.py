@@ -95,6 +95,20 @@ def read_cached(name: str) -> PeakResult | None:
         return None  # unreadable or old cache: treated as absent, re-measured on demand
 
 
+def usable_peak(device: Device, name: str) -> PeakResult | None:
+    """The device's cached measured peak, if one matches this process (a CPU peak: the same thread count).
+
+    Measuring a peak takes minutes, so a run never does it implicitly; without a
+    cached peak the `pct_of_peak` column stays empty.
+    """
+    cached = read_cached(name)
+    if cached is None or cached.kind != device.kind:
+        return None
+    if cached.threads != _current_threads(device):
+        return None
+    return cached
+
+
 def _write_cache(result: PeakResult) -> Path:
     path = cache_path(result.device_name)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -231,7 +245,7 @@ def _measure_cpu(sizes: tuple[int, ...], copy_mb: int, reps: int, max_seconds: f
     import torch
 
     from bench.core.device import supports_dtype
-    from bench.measure.timing import timer_for
+    from bench.measure.clocks import timer_for
 
     timer = timer_for(Device("cpu"))
     gen = torch.Generator().manual_seed(0)
@@ -297,7 +311,7 @@ def _measure_cuda(
     import torch
 
     from bench.core.device import supports_dtype
-    from bench.measure.timing import timer_for
+    from bench.measure.clocks import timer_for
 
     timer = timer_for(device)
     where = torch.device(device.torch_name)

@@ -7,31 +7,47 @@ so the CLI can reject bad input before torch is even imported.
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from bench.core.device import parse_device
+from bench.core.errors import ConfigError
+from bench.core.text import did_you_mean
 
-DEFAULT_MODELS: tuple[str, ...] = ("dcgan", "vae", "unet")
-REFERENCE_MODELS: tuple[str, ...] = ("dcgan", "vae", "unet")
 SIZES: tuple[str, ...] = ("tiny", "small", "base")
 
-
-class ConfigError(ValueError):
-    """Bad user input in a config file or on the command line."""
+#: a run file's keys are the command line's flag names (``time-budget = 5``), each naming one field
+FLAG_FIELDS: dict[str, str] = {
+    "device": "device",
+    "models": "models",
+    "model": "custom_models",
+    "size": "size",
+    "pipelines": "pipelines",
+    "batch-sizes": "batch_sizes",
+    "out": "out",
+    "time-budget": "time_budget_s",
+    "min-samples": "min_samples",
+    "warmup": "warmup_s",
+    "min-psnr": "min_psnr_db",
+    "seed": "seed",
+    "keep-artifacts": "keep_artifacts",
+    "include-transfers": "include_transfers",
+}
 
 
 @dataclass(frozen=True)
 class RunConfig:
     """One run: models x pipelines x batch sizes on one device.
 
-    ``device`` None means the best device present; ``pipelines`` None means every
-    default pipeline that applies on that device.
+    ``device`` None means the best device present; ``models`` None means every
+    reference model (checked by name when the models are resolved, with the model
+    list itself); ``pipelines`` None means every default pipeline that applies on
+    that device.
     """
 
     device: str | None = None
-    models: tuple[str, ...] = DEFAULT_MODELS
+    models: tuple[str, ...] | None = None
     custom_models: tuple[str, ...] = ()
     size: str = "small"
     pipelines: tuple[str, ...] | None = None
@@ -52,16 +68,15 @@ class RunConfig:
                 parse_device(self.device)
             except ValueError as exc:
                 raise ConfigError(str(exc)) from None
-        unknown = [m for m in self.models if m not in REFERENCE_MODELS]
-        if unknown:
-            raise ConfigError(f"unknown model {unknown[0]!r}; choose from {', '.join(REFERENCE_MODELS)}")
         for path in self.custom_models:
             if ":" not in path:
                 raise ConfigError(f"custom model {path!r} must look like pkg.module:factory")
-        if not self.models and not self.custom_models:
+        if self.models is not None and not self.models and not self.custom_models:
             raise ConfigError("no models selected")
         if self.size not in SIZES:
-            raise ConfigError(f"unknown size {self.size!r}; choose from {', '.join(SIZES)}")
+            raise ConfigError(
+                f"unknown size {self.size!r}; choose from {', '.join(SIZES)}{did_you_mean(self.size, SIZES)}"
+            )
         if not self.batch_sizes or any(b < 1 for b in self.batch_sizes):
             raise ConfigError(f"batch sizes must be positive integers (got {list(self.batch_sizes)})")
         if self.pipelines is not None and not self.pipelines:
@@ -122,7 +137,11 @@ def _coerce(name: str, value: Any) -> Any:
 
 
 def load_toml(path: Path) -> dict[str, Any]:
-    """Read a run file; keys are RunConfig's field names (with '-' or '_'), optionally under [run]."""
+    """Read a run file into RunConfig field names; its keys are the flag names, optionally under [run].
+
+    ``time-budget = 5`` is ``--time-budget 5``; the field names themselves (``time_budget_s``) are
+    accepted too, as run files written for earlier versions use them.
+    """
     try:
         data = tomllib.loads(path.read_text())
     except FileNotFoundError:
@@ -131,7 +150,19 @@ def load_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
     if "run" in data and isinstance(data["run"], dict):
         data = data["run"]
-    return {key.replace("-", "_"): value for key, value in data.items()}
+    fields_by_name = {f.name for f in fields(RunConfig)}
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        field = FLAG_FIELDS.get(key) or FLAG_FIELDS.get(key.replace("_", "-"))
+        if field is None and key.replace("-", "_") in fields_by_name:
+            field = key.replace("-", "_")
+        if field is None:
+            raise ConfigError(
+                f"unknown key {key!r} in {path}{did_you_mean(key, list(FLAG_FIELDS))}; "
+                f"keys are the flag names: {', '.join(FLAG_FIELDS)}"
+            )
+        values[field] = value
+    return values
 
 
 def build_config(file_values: dict[str, Any], overrides: dict[str, Any]) -> RunConfig:
@@ -139,16 +170,10 @@ def build_config(file_values: dict[str, Any], overrides: dict[str, Any]) -> RunC
     valid = {f.name for f in fields(RunConfig)}
     unknown = sorted(set(file_values) - valid)
     if unknown:
-        raise ConfigError(
-            f"unknown config key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(valid))}"
-        )
+        raise ConfigError(f"unknown config key(s) {', '.join(unknown)}; keys: {', '.join(FLAG_FIELDS)}")
     merged = {k: _coerce(k, v) for k, v in file_values.items()}
     merged.update({k: _coerce(k, v) for k, v in overrides.items() if v is not None})
     try:
         return RunConfig(**merged)
     except TypeError as exc:
         raise ConfigError(f"bad config value: {exc}") from None
-
-
-def with_overrides(config: RunConfig, **changes: Any) -> RunConfig:
-    return replace(config, **changes)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
-from bench.measure.work import count_flops
+from bench.measure.work import measure_work
 from reference_models.spec import ModelSpec
 
 
@@ -32,15 +32,14 @@ def describe_model(spec: ModelSpec, size: str) -> ModelInfo:
     module = spec.build(size)
     params = sum(p.numel() for p in module.parameters())
     inputs = spec.example_inputs(1, size, 0)
+    work = measure_work(module, lambda batch: spec.example_inputs(batch, size, 0)).at(1, "fp32")
     meta_module = module.to("meta")
-    meta_inputs = tuple(t.to("meta") for t in inputs)
     with torch.inference_mode():
-        output = meta_module(*meta_inputs)
+        output = meta_module(*(t.to("meta") for t in inputs))
     out = output if isinstance(output, torch.Tensor) else output[0]
-    flops = count_flops(meta_module, meta_inputs)
     return ModelInfo(
         params=params,
-        gflops_per_item=flops / 1e9,
+        gflops_per_item=work.gflops_per_item,
         input_shapes=", ".join(_shape(t) for t in inputs),
         output_shape=_shape(out),
     )

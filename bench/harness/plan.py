@@ -1,10 +1,20 @@
-"""What can be benchmarked: models (reference and custom) and default pipelines per device."""
+"""Planning a run: which models and pipelines, the default pipelines per device, why a cell is skipped, the cells.
+
+Everything here is decided before any model is built, so bad input fails at once
+and a cell that cannot run is a `skipped` row with its reason, not an error.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from bench.core.device import Device
 from bench.core.errors import PipelineError
-from optimizers.registry import Pipeline, all_passes, parse_pipeline
+from bench.core.text import did_you_mean
+from bench.runtimes import runtime_unavailable
+from optimizers.registry import Pipeline, parse_pipeline
+from reference_models import MODELS
+from reference_models.custom import load_factory
 from reference_models.spec import ModelSpec
 
 #: Candidates for the default matrix, in display order. Those that do not apply on
@@ -28,11 +38,17 @@ DEFAULT_PIPELINES: tuple[str, ...] = (
 )
 
 
-def resolve_models(names: tuple[str, ...], custom: tuple[str, ...]) -> list[ModelSpec]:
-    from reference_models import get_model
-    from reference_models.custom import load_factory
-
-    return [get_model(n) for n in names] + [load_factory(path) for path in custom]
+def resolve_models(names: tuple[str, ...] | None, custom: tuple[str, ...]) -> list[ModelSpec]:
+    """The reference models named (None: all of them), then the user's ``pkg.module:factory`` models."""
+    chosen = list(MODELS) if names is None else names
+    specs = []
+    for name in chosen:
+        if name not in MODELS:
+            raise ValueError(
+                f"unknown model {name!r}; choose from {', '.join(MODELS)}{did_you_mean(name, list(MODELS))}"
+            )
+        specs.append(MODELS[name])
+    return specs + [load_factory(path) for path in custom]
 
 
 def resolve_pipelines(texts: tuple[str, ...] | None, device: Device) -> list[Pipeline]:
@@ -64,9 +80,10 @@ def skip_reason(pipeline: Pipeline, device: Device) -> str | None:
         reason = step.applies_to(device)
         if reason is not None:
             return f"{step.spec}: {reason}"
-    if pipeline.final_kind == "onnx" and not any(step.name == "ort" for step in pipeline.passes):
-        ort = all_passes().get("ort")
-        reason = ort().applies_to(device) if ort is not None else "no ONNX runtime is registered"
+    # A pass that chooses the runtime's options (ort:cuda) has checked them in applies_to; otherwise
+    # the runtime runs the artifact as it is configured by default on this device.
+    if not any(getattr(step, "configures_runtime", False) for step in pipeline.passes):
+        reason = runtime_unavailable(pipeline.final_kind, device)
         if reason is not None:
             return f"runtime: {reason}"
     return None
@@ -82,3 +99,27 @@ def excluded_reason(pipeline: Pipeline, device: Device) -> str | None:
         if reason is not None:
             return f"{step.spec}: {reason}"
     return None
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One point of the matrix: a model at a size, a pipeline, a batch size."""
+
+    cell_id: int
+    spec: ModelSpec
+    size: str
+    pipeline: Pipeline
+    batch_size: int
+
+
+def plan_cells(
+    specs: list[ModelSpec], size: str, pipelines: list[Pipeline], batch_sizes: tuple[int, ...]
+) -> list[Cell]:
+    """Model-major order, so each model is built once and its reference reused across cells."""
+    cells: list[Cell] = []
+    for spec in specs:
+        cell_size = size if size in spec.sizes else spec.sizes[0]
+        for batch in batch_sizes:
+            for pipeline in pipelines:
+                cells.append(Cell(len(cells), spec, cell_size, pipeline, batch))
+    return cells

@@ -13,6 +13,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from bench.measure.sampler import PeriodicSampler
 
@@ -114,3 +115,25 @@ class EnergyMeter:
         usable = integral if not math.isnan(integral.joules) and integral.joules > 0 else None
         first, second = (counter, usable) if self.prefer_counter else (usable, counter)
         return first or second
+
+
+@dataclass(frozen=True)
+class EnergyWindow:
+    """The energy of ``calls`` back-to-back calls of ``items_per_call`` items each: a cell's energy columns."""
+
+    reading: EnergyReading
+    calls: int
+    items_per_call: int
+
+    COLUMNS: ClassVar[tuple[str, ...]] = ("energy_j_per_item", "avg_power_w")
+
+    @property
+    def joules_per_item(self) -> float:
+        return self.reading.joules / (self.calls * self.items_per_call)
+
+    def columns(self) -> dict[str, Any]:
+        return {"energy_j_per_item": self.joules_per_item, "avg_power_w": self.reading.avg_power_w}
+
+    def note(self) -> str:
+        return f"energy={self.reading.source} over {self.calls} calls"
+

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
 import psutil
 import torch
-from torch import nn
 
 from bench.core.device import Device
 from bench.measure.sampler import PeriodicSampler
@@ -53,9 +56,19 @@ def device_peak_reserved_mb(device: Device) -> float:
     return torch.cuda.max_memory_reserved(device.torch_name) / 2**20
 
 
-def module_size(module: nn.Module) -> tuple[int, int]:
-    """(parameter count, bytes of parameters and buffers) of a module, as stored."""
-    params = sum(p.numel() for p in module.parameters())
-    nbytes = sum(p.numel() * p.element_size() for p in module.parameters())
-    nbytes += sum(b.numel() * b.element_size() for b in module.buffers())
-    return params, nbytes
+@dataclass(frozen=True)
+class Footprint:
+    """A cell's peak memory: host RSS over the cell, and torch's device peaks while the optimized model ran.
+
+    The device peaks are NaN on CPU and for runtimes that allocate outside torch (ONNX Runtime,
+    TensorRT), whose memory NVML's per-process figure covers instead.
+    """
+
+    peak_host_rss_mb: float
+    peak_device_mem_mb: float = math.nan
+    peak_device_reserved_mb: float = math.nan
+
+    COLUMNS: ClassVar[tuple[str, ...]] = ("peak_host_rss_mb", "peak_device_mem_mb", "peak_device_reserved_mb")
+
+    def columns(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.COLUMNS}

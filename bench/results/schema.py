@@ -1,24 +1,18 @@
-"""The tidy result tables and their writers.
+"""The tidy results schema: one row per cell, one column per variable, units in the column names.
 
-One row per measured cell, one column per variable, units in column names.
-Every table is rewritten atomically (temp file + rename) after each cell, so a
-crash or Ctrl-C leaves complete files holding every finished cell, never a
-half-written line. Tables are small (one row per cell), so rewriting is cheap.
+The columns and their dtypes, the version, the columns added since older versions
+(so tables an older genbench wrote read back with them empty), the statuses, and the
+key that says which cell a row is. Nothing here writes or reads files.
 """
 
 from __future__ import annotations
 
-import json
-import math
-import os
-import tempfile
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 #: column -> pandas dtype. Nullable dtypes, because a skipped cell has no latency.
 CELL_COLUMNS: dict[str, str] = {
@@ -60,6 +54,10 @@ CELL_COLUMNS: dict[str, str] = {
     "model_bytes": "Int64",
     "params": "Int64",
     "gflops_per_item": "float64",
+    "mb_moved_per_item": "float64",
+    "mb_moved_fixed": "float64",
+    "activation_mb_per_item": "float64",
+    "activation_mb_fixed": "float64",
     "achieved_gflops": "float64",
     "pct_of_peak": "float64",
     "energy_j_per_item": "float64",
@@ -78,31 +76,19 @@ CELL_COLUMNS: dict[str, str] = {
 }
 #: columns added after schema 1, with the version that added them: a table written before
 #: them (a nightly baseline recorded by an older genbench) reads back with them empty.
-COLUMNS_SINCE: dict[str, int] = {"peak_device_reserved_mb": 2}
+COLUMNS_SINCE: dict[str, int] = {
+    "peak_device_reserved_mb": 2,
+    "mb_moved_per_item": 3,
+    "mb_moved_fixed": 3,
+    "activation_mb_per_item": 3,
+    "activation_mb_fixed": 3,
+}
 SAMPLE_COLUMNS: dict[str, str] = {"cell_id": "Int64", "iter": "Int64", "latency_ms": "float64"}
 STATUSES = ("ok", "skipped", "error", "oom")
-
-
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _current_umask()
-
-
-def _atomic_write(path: Path, write: Any) -> None:
-    """Write through ``write(tmp_path)`` then rename over ``path`` (atomic on POSIX)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+#: the columns that say which cell a row is: `compare` joins two runs' rows on them
+COMPARISON_KEY: tuple[str, ...] = ("model", "size", "pipeline", "runtime", "device_name", "batch_size", "precision")
+#: the key without what a cell that did not run lacks (runtime, precision): how `ok -> error` is paired
+LOOSE_COMPARISON_KEY: tuple[str, ...] = ("model", "size", "pipeline", "device_name", "batch_size")
 
 
 def cells_frame(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
@@ -129,79 +115,3 @@ def apply_schema(frame: pd.DataFrame, columns: dict[str, str]) -> pd.DataFrame:
         else:
             frame[col] = frame[col].astype(dtype)
     return frame
-
-
-def _json_value(value: Any) -> Any:
-    if value is None or value is pd.NA:
-        return None
-    if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
-        return None if math.isnan(value) else ("inf" if value > 0 else "-inf")
-    if hasattr(value, "item"):
-        return _json_value(value.item())
-    return value
-
-
-class ResultWriter:
-    """Accumulates cells and samples of one run and rewrites its tables after each cell."""
-
-    def __init__(self, out_dir: Path) -> None:
-        self.out_dir = out_dir
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        self.rows: list[dict[str, Any]] = []
-        self.samples: list[tuple[int, int, float]] = []
-
-    def write_env(self, env: dict[str, Any]) -> None:
-        payload = {"schema_version": SCHEMA_VERSION, **env}
-        _atomic_write(
-            self.out_dir / "env.json", lambda p: p.write_text(json.dumps(payload, indent=2, default=str))
-        )
-
-    def add(self, row: dict[str, Any], latencies_ms: list[float]) -> None:
-        cell_id = row["cell_id"]
-        self.rows.append(row)
-        self.samples.extend((cell_id, i, ms) for i, ms in enumerate(latencies_ms))
-        self.flush()
-
-    def frame(self) -> pd.DataFrame:
-        return cells_frame(self.rows)
-
-    def flush(self) -> None:
-        frame = self.frame()
-        samples = apply_schema(pd.DataFrame(self.samples, columns=list(SAMPLE_COLUMNS)), SAMPLE_COLUMNS)
-        _atomic_write(self.out_dir / "cells.csv", lambda p: frame.to_csv(p, index=False))
-        _atomic_write(self.out_dir / "cells.parquet", lambda p: frame.to_parquet(p, index=False))
-        records = [{k: _json_value(v) for k, v in rec.items()} for rec in frame.to_dict(orient="records")]
-        _atomic_write(self.out_dir / "cells.json", lambda p: p.write_text(json.dumps(records, indent=1)))
-        _atomic_write(self.out_dir / "samples.csv", lambda p: samples.to_csv(p, index=False))
-
-
-def read_cells(path: Path) -> pd.DataFrame:
-    """Read a run's cells.csv (or the folder holding it) back with the schema's dtypes.
-
-    Raises ValueError with one line naming the problem when the file is missing,
-    unreadable or of another schema.
-    """
-    csv = path / "cells.csv" if path.is_dir() else path
-    if not csv.is_file():
-        raise ValueError(f"no cells.csv at {path}")
-    try:
-        frame = pd.read_csv(csv, keep_default_na=True)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{csv} is not a readable CSV: {exc}".splitlines()[0]) from None
-    for column in COLUMNS_SINCE:
-        if column not in frame.columns:
-            frame[column] = pd.NA
-    missing = [c for c in CELL_COLUMNS if c not in frame.columns]
-    if missing:
-        raise ValueError(f"{csv} has another schema: missing columns {', '.join(missing)}")
-    try:
-        return apply_schema(frame, CELL_COLUMNS)
-    except (ValueError, TypeError) as exc:
-        raise ValueError(f"{csv} has malformed values: {exc}".splitlines()[0]) from None
-
-
-def read_samples(path: Path) -> pd.DataFrame:
-    csv = path / "samples.csv" if path.is_dir() else path
-    if not csv.is_file():
-        raise ValueError(f"no samples.csv at {path}")
-    return apply_schema(pd.read_csv(csv), SAMPLE_COLUMNS)

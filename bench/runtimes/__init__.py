@@ -13,6 +13,7 @@ from bench.runtimes.base import (
     first_tensor,
     load,
     register_runtime,
+    runtime_unavailable,
 )
 
 __all__ = [
@@ -23,4 +24,5 @@ __all__ = [
     "first_tensor",
     "load",
     "register_runtime",
+    "runtime_unavailable",
 ]

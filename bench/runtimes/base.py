@@ -97,6 +97,19 @@ def load(artifact: Artifact, device: Device) -> LoadedModel:
     return factory(artifact, device)
 
 
+def runtime_unavailable(kind: str, device: Device) -> str | None:
+    """Why no registered runtime can run an artifact of ``kind`` on ``device`` as configured by default.
+
+    A runtime class may define ``unavailable(device) -> str | None`` (a missing library, a missing
+    execution provider); the harness asks it before a cell is built, so such a cell is skipped.
+    """
+    factory = all_runtimes().get(kind)
+    if factory is None:
+        return f"no runtime is registered for {kind} artifacts"
+    check = getattr(factory, "unavailable", None)
+    return check(device) if check is not None else None
+
+
 def first_tensor(output: Any) -> torch.Tensor:
     """Models may return a tensor, a tuple/list, or a dict; the first tensor is the image."""
     if isinstance(output, torch.Tensor):

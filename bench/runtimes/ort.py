@@ -118,6 +118,11 @@ class OrtRuntime:
 
     allocates_through_torch = False
 
+    @staticmethod
+    def unavailable(device: Device) -> str | None:
+        """Why the device's default execution provider cannot run here (None: it can)."""
+        return provider_unavailable(None, device)
+
     def __init__(self, artifact: OnnxArtifact, device: Device) -> None:
         self.artifact = artifact
         self.device = device

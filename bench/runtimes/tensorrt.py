@@ -24,6 +24,7 @@ import torch
 from bench.core.artifact import TensorRTArtifact
 from bench.core.device import Device
 from bench.core.onnx_names import input_positions
+from bench.core.optional import missing
 from bench.runtimes.base import register_runtime
 
 _TRT_TO_TORCH = {
@@ -65,6 +66,10 @@ def input_order(engine_inputs: list[str]) -> list[str]:
 class TensorRTRuntime:
     runtime_name = "tensorrt"
     allocates_through_torch = False
+
+    @staticmethod
+    def unavailable(device: Device) -> str | None:
+        return "TensorRT engines run on CUDA devices only" if not device.is_cuda else missing("tensorrt")
 
     def __init__(self, artifact: TensorRTArtifact, device: Device) -> None:
         import tensorrt as trt

@@ -31,7 +31,8 @@ from bench.analysis.projection import (
 from bench.cli import main
 from bench.hardware import peak
 from bench.hardware.catalog import DeviceSpec, Figure, load_catalog
-from bench.results.schema import ResultWriter, cells_frame
+from bench.results.schema import cells_frame
+from bench.results.writer import ResultWriter
 from reference_models import get_model
 
 SRC = "toy-source-2026"

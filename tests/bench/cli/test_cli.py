@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from bench.cli import main
-from bench.results.schema import read_cells
+from bench.results.store import read_cells
 
 TINY = ["--size", "tiny", "--time-budget", "0.1", "--min-samples", "3"]
 
@@ -17,6 +17,11 @@ TINY = ["--size", "tiny", "--time-budget", "0.1", "--min-samples", "3"]
     ("argv", "message"),
     [
         (["run", "--models", "gpt"], "unknown model 'gpt'; choose from dcgan, vae, unet"),
+        (["run", "--models", "unte"], "did you mean unet?"),
+        (["run", "--pipelines", "channel_last"], "did you mean channels_last?"),
+        (["run", "--pipeline", "fp32"], "unrecognized arguments: --pipeline fp32; did you mean --pipelines?"),
+        (["run", "--time-budge", "1"], "did you mean --time-budget?"),
+        (["run", "--size", "smal"], "did you mean small?"),
         (["run", "--pipelines", "fp32,turbo"], "unknown pass 'turbo'"),
         (["run", "--pipelines", "fp32+"], "malformed pipeline"),
         (["run", "--pipelines", "compile:fastest"], "compile mode 'fastest' unknown"),
@@ -54,7 +59,7 @@ def test_config_file_unknown_key(tmp_path, capsys) -> None:
     cfg.write_text('models = ["dcgan"]\nbatch = 4\n')
     assert main(["run", "--config", str(cfg)]) == 2
     err = capsys.readouterr().err
-    assert "unknown config key(s) batch" in err and "batch_sizes" in err
+    assert "unknown key 'batch'" in err and "did you mean batch-sizes?" in err
 
 
 def test_config_file_not_toml(tmp_path, capsys) -> None:
@@ -252,3 +257,54 @@ def test_result_files_are_readable_by_others(tmp_path) -> None:
         os.umask(old)
     for name in ("cells.csv", "cells.parquet", "cells.json", "samples.csv", "env.json"):
         assert (out / name).stat().st_mode & stat.S_IROTH, name
+
+
+def test_no_command_lists_every_command_with_one_line(capsys) -> None:
+    assert main([]) == 2
+    err = capsys.readouterr().err
+    for command in ("run", "list", "env", "compare", "report", "merge", "baseline", "devices", "peak", "project"):
+        assert f"  {command} " in err
+    assert "the following arguments are required" not in err
+
+
+def test_a_misspelt_command_offers_the_closest(capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["compre", "a", "b"])
+    assert exc.value.code == 2
+    assert "unknown command 'compre'; did you mean compare?" in capsys.readouterr().err
+
+
+def test_a_run_file_takes_the_flag_names(tmp_path) -> None:
+    from bench.cli.run import config_from_args
+    from bench.harness.config import build_config, load_toml
+
+    cfg = tmp_path / "run.toml"
+    cfg.write_text('models = "dcgan"\ntime-budget = 0.5\nmin-psnr = 25\nbatch-sizes = [1, 4]\nmodel = ["m:f"]\n')
+    config = build_config(load_toml(cfg), {})
+    assert config.time_budget_s == 0.5 and config.min_psnr_db == 25 and config.batch_sizes == (1, 4)
+    assert config.models == ("dcgan",) and config.custom_models == ("m:f",)
+    legacy = tmp_path / "legacy.toml"
+    legacy.write_text("time_budget_s = 0.5\n")  # field names, as run files of earlier versions wrote
+    assert build_config(load_toml(legacy), {}).time_budget_s == 0.5
+    from bench.cli import build_parser
+
+    parser, _ = build_parser()
+    args = parser.parse_args(["run", "--config", str(cfg), "--time-budget", "2"])
+    assert config_from_args(args).time_budget_s == 2.0  # the flag wins over the file
+
+
+def test_the_readme_run_file_is_complete_and_loads(tmp_path) -> None:
+    from pathlib import Path
+
+    from bench.harness.config import FLAG_FIELDS, build_config, load_toml
+
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### A run file", 1)[1]
+    block = section.split("```toml", 1)[1].split("```", 1)[0]
+    cfg = tmp_path / "run.toml"
+    cfg.write_text(block)
+    values = load_toml(cfg)
+    keys = {line.split("=", 1)[0].strip() for line in block.splitlines() if "=" in line and not line.startswith("#")}
+    assert keys == set(FLAG_FIELDS), "the README's run file names every option a run file takes"
+    config = build_config(values, {})
+    assert config.models == ("dcgan", "unet") and config.batch_sizes == (1, 8)

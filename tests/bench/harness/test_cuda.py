@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from bench.core.device import Device
-from bench.measure.timing import EventTimer, timer_for
+from bench.measure.clocks import EventTimer, timer_for
 
 pytestmark = [
     pytest.mark.cuda,

@@ -9,8 +9,9 @@ import torch
 
 from bench.core.device import Device
 from bench.harness.config import RunConfig
-from bench.harness.runner import Runner, is_out_of_memory, plan_cells
-from bench.results.schema import ResultWriter, read_cells, read_samples
+from bench.harness.runner import Runner, plan_cells
+from bench.results.store import read_cells, read_samples
+from bench.results.writer import ResultWriter
 from optimizers.registry import parse_pipeline
 from reference_models import get_model
 from tests.conftest import FAST
@@ -67,25 +68,6 @@ def test_running_out_of_memory_is_an_oom_row_and_the_next_cell_runs(run_matrix, 
     assert math.isnan(frame.iloc[1]["latency_ms_p50"])
 
 
-@pytest.mark.parametrize(
-    ("exc", "expected"),
-    [
-        (torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"), True),
-        (
-            RuntimeError(
-                "[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : Failed to allocate memory for requested buffer"
-            ),
-            True,
-        ),
-        (RuntimeError("CUDA failure 2: out of memory ; GPU=0"), True),
-        (RuntimeError("mat1 and mat2 shapes cannot be multiplied"), False),
-        (ValueError("bad value"), False),
-    ],
-)
-def test_out_of_memory_is_told_apart_from_other_errors(exc: Exception, expected: bool) -> None:
-    assert is_out_of_memory(exc) is expected
-
-
 def test_fp16_on_a_cpu_without_it_is_a_skipped_row(run_matrix) -> None:
     from bench.core.device import supports_dtype
 
@@ -118,7 +100,7 @@ def test_the_reference_module_is_not_mutated_by_passes(tmp_path) -> None:
     pipelines = [parse_pipeline(p) for p in ("fp32", "bf16", "channels_last", "fp32")]
     cells = plan_cells([get_model("dcgan")], "tiny", pipelines, (1,))
     runner.run(cells)
-    module = runner._base_module(get_model("dcgan"), "tiny")
+    module = runner.executor.references.base_module(cells[0])
     assert all(p.dtype == torch.float32 for p in module.parameters())
     frame = runner.writer.frame()
     assert frame.iloc[3]["psnr_db"] == math.inf  # fp32 after bf16 and channels_last is still exact

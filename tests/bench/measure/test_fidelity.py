@@ -12,7 +12,7 @@ def test_identical_outputs_are_perfect() -> None:
     assert f.psnr_db == math.inf
     assert f.max_abs_err == 0.0
     assert f.cosine == pytest.approx(1.0)
-    assert f.ok(30.0)
+    assert f.ok and f.columns()["fidelity_ok"] is True
 
 
 def test_known_noise_gives_known_psnr() -> None:
@@ -32,17 +32,17 @@ def test_psnr_gate() -> None:
     ref = torch.linspace(-1, 1, 1000)
     f = compare_outputs(ref, ref + 0.1)  # mse 0.01, peak 2 -> 26.0 dB
     assert f.psnr_db == pytest.approx(10 * math.log10(4 / 0.01))
-    assert not f.ok(30.0)
-    assert f.ok(25.0)
+    assert not f.ok  # default gate: 30 dB
+    assert compare_outputs(ref, ref + 0.1, min_psnr_db=25.0).ok
 
 
 def test_non_finite_output_is_worst_case() -> None:
     ref = torch.ones(10)
     out = ref.clone()
     out[3] = float("nan")
-    f = compare_outputs(ref, out)
+    f = compare_outputs(ref, out, min_psnr_db=0.0)
     assert f.psnr_db == -math.inf
-    assert not f.ok(0.0)
+    assert not f.ok
 
 
 def test_shape_mismatch_is_an_error() -> None:

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from bench.cli import main
+from bench.core.errors import RunError
 from bench.results.baseline import machine_class
-from bench.results.merge import RunError
 from tests.bench.analysis.test_compare import recorded_run
 
 CLASS = "cpu-amd-epyc-1t"  # what recorded_run's env.json describes

@@ -10,7 +10,7 @@ import pytest
 
 from bench.analysis.compare import compare_runs
 from bench.cli import main
-from bench.results.merge import load_run
+from bench.results.store import load_run
 from tests.bench.analysis.test_compare import cell, lognormal, make_run
 
 

@@ -4,7 +4,9 @@ import math
 import pandas as pd
 import pytest
 
-from bench.results.schema import CELL_COLUMNS, ResultWriter, cells_frame, read_cells, read_samples
+from bench.results.schema import CELL_COLUMNS, cells_frame
+from bench.results.store import read_cells, read_samples
+from bench.results.writer import ResultWriter
 
 
 def _row(cell_id: int, status: str = "ok", **extra: object) -> dict[str, object]:
@@ -64,7 +66,7 @@ def test_committed_result_folders_match_the_current_schema() -> None:
     import subprocess
     from pathlib import Path
 
-    from bench.results.merge import load_run
+    from bench.results.store import load_run
 
     repo = Path(__file__).resolve().parents[3]
     listed = subprocess.run(

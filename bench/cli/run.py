@@ -1,0 +1,225 @@
+"""`run` (the matrix), `list` (models and passes) and `env` (what env.json records).
+
+``register`` only builds parsers; torch and everything measured are imported inside
+the handlers, so ``python -m bench --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from bench.cli.common import device_from_flag
+from bench.core.errors import EXIT_INTERRUPTED, UsageError
+from bench.harness.config import FLAG_FIELDS, RunConfig, build_config, load_toml
+
+Handler = Any
+
+RUN_EXAMPLES = """examples:
+  python -m bench run                                   # every model, default pipelines, best device
+  python -m bench run --models unet --pipelines fp32,bf16,compile --batch-sizes 1,8,32
+  python -m bench run --device cuda:1 --size base --time-budget 5
+  python -m bench run --model mypkg.models:make_generator --pipelines fp32,bf16
+  python -m bench run --config nightly.toml --out results/nightly   # keys: the flag names
+"""
+
+
+def register(sub: argparse._SubParsersAction) -> dict[str, Handler]:
+    p = sub.add_parser(
+        "run",
+        help="run the benchmark matrix and write result tables",
+        description="Run models x pipelines x batch sizes on one device; write results/<run_id>/.",
+        epilog=RUN_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--device", help="cpu, cuda or cuda:N (default: the first GPU if any, else cpu)")
+    p.add_argument("--models", help="comma-separated reference models: dcgan,vae,unet (default: all)")
+    p.add_argument(
+        "--model", action="append", dest="custom_models", metavar="PKG.MODULE:FACTORY",
+        help="bring your own model: factory() returns (module, make_inputs); repeatable",
+    )  # fmt: skip
+    p.add_argument("--size", help="tiny, small or base (default: small)")
+    p.add_argument(
+        "--pipelines", help="comma-separated pipelines, e.g. fp32,bf16+channels_last,compile:max-autotune"
+    )
+    p.add_argument("--batch-sizes", help="comma-separated batch sizes (default: 1,8)")
+    p.add_argument(
+        "--config", type=Path, help="TOML run file whose keys are these flags' names; flags given here win"
+    )
+    p.add_argument("--out", help="output folder (default: results/<run_id>)")
+    p.add_argument(
+        "--time-budget", type=float, dest="time_budget_s", help="seconds of sampling per cell (default: 2)"
+    )
+    p.add_argument("--min-samples", type=int, help="samples per cell at least (default: 10)")
+    p.add_argument("--warmup", type=float, dest="warmup_s", help="seconds of warm-up per cell (default: 0.3)")
+    p.add_argument(
+        "--min-psnr", type=float, dest="min_psnr_db", help="quality gate in dB for fidelity_ok (default: 30)"
+    )
+    p.add_argument("--seed", type=int, help="seed of the example inputs (default: 0)")
+    p.add_argument(
+        "--keep-artifacts", action="store_true", default=None, help="keep exported files under the run folder"
+    )
+    p.add_argument(
+        "--include-transfers", action="store_true", default=None,
+        help="on a GPU, time host->device input copies and device->host output copies with each call "
+        "(they are always measured apart, in transfer_h2d_ms / transfer_d2h_ms)",
+    )  # fmt: skip
+
+    lst = sub.add_parser(
+        "list",
+        help="list models (params, GFLOPs, input shapes) and passes (and whether they run here)",
+        epilog="examples:\n  python -m bench list\n  python -m bench list --device cuda",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    lst.add_argument("--device", help="device to check passes against (default: best present)")
+    lst.add_argument("--model", action="append", dest="custom_models", metavar="PKG.MODULE:FACTORY")
+    sub.add_parser(
+        "env", help="print the environment that env.json records", epilog="example:\n  python -m bench env"
+    )
+    return {"run": cmd_run, "list": cmd_list, "env": cmd_env}
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    """The run file's values, then every flag given on the command line over them."""
+    file_values = load_toml(args.config) if args.config else {}
+    overrides = {field: getattr(args, field) for field in FLAG_FIELDS.values()}
+    if args.custom_models:
+        overrides["custom_models"] = tuple(args.custom_models)
+        if args.models is None and "models" not in file_values:
+            overrides["models"] = ()  # --model alone runs just that model
+    return build_config(file_values, overrides)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    device = device_from_flag(config.device)
+
+    from bench.harness.plan import excluded_reason, plan_cells, resolve_models, resolve_pipelines
+    from bench.harness.runner import Runner
+    from bench.measure.environment import capture_environment
+    from bench.render.console import cell_progress, make_console, summary_tables
+    from bench.results.writer import ResultWriter
+
+    try:
+        specs = resolve_models(config.models, config.custom_models)
+        pipelines = resolve_pipelines(config.pipelines, device)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    for spec in specs:
+        if config.size not in spec.sizes and spec.family != "custom":
+            raise UsageError(f"model {spec.name!r} has no size {config.size!r}")
+
+    run_id = dt.datetime.now().strftime("%Y%m%d-%H%M%S") + f"-{device.kind}"
+    out_dir = Path(config.out) if config.out else Path("results") / run_id
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"--out {out_dir} is a file, not a folder")
+    if (out_dir / "cells.csv").exists():
+        raise UsageError(f"{out_dir} already holds a run; choose another --out or remove it")
+    writer = ResultWriter(out_dir)
+    env = capture_environment()
+    writer.write_env({**env, "run_id": run_id, "device": str(device), "config": _jsonable(config)})
+    cells = plan_cells(specs, config.size, pipelines, config.batch_sizes)
+
+    console = make_console()
+    console.print(
+        f"[bold]genbench[/] run {run_id}: {len(cells)} cells on {device} "
+        f"({len(specs)} models x {len(pipelines)} pipelines x {len(config.batch_sizes)} batch sizes) -> {out_dir}"
+    )
+    if config.pipelines is None:
+        from bench.harness.plan import default_pipelines
+
+        for pipeline in default_pipelines(device):
+            reason = excluded_reason(pipeline, device)
+            if reason is not None:
+                console.print(f"  [dim]left out of the default matrix: {pipeline.text} ({reason})[/]")
+    started = time.perf_counter()
+    with cell_progress(console, len(cells)) as progress:
+        task = progress.add_task("cells", total=len(cells))
+        runner = Runner(
+            config, device, writer, run_id,
+            on_cell_start=lambda cell: progress.update(
+                task, description=f"{cell.spec.name} {cell.pipeline.text} b{cell.batch_size}"
+            ),
+            on_cell_done=lambda result: progress.advance(task),
+        )  # fmt: skip
+        try:
+            runner.run(cells)
+        except KeyboardInterrupt:
+            console.print(f"[yellow]interrupted: {len(writer.rows)} finished cells kept in {out_dir}[/]")
+            return EXIT_INTERRUPTED
+    for table in summary_tables(writer.frame()):
+        console.print(table)
+    counts = writer.frame()["status"].value_counts().to_dict()
+    console.print(
+        f"{len(cells)} cells in {time.perf_counter() - started:.0f} s "
+        f"({', '.join(f'{v} {k}' for k, v in counts.items())}); tables in {out_dir}"
+    )
+    return 0
+
+
+def _jsonable(config: RunConfig) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()}
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from bench.harness.inventory import describe_model
+    from bench.harness.plan import resolve_models
+    from bench.render.console import make_console
+    from optimizers.registry import all_passes
+
+    device = device_from_flag(args.device)
+    console = make_console()
+    try:
+        specs = resolve_models(None, tuple(args.custom_models or ()))
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    models = Table(
+        title="models (GFLOPs per item at batch 1, counted by torch.utils.flop_counter)", title_justify="left"
+    )
+    for col in ("model", "family", "size", "params", "GFLOPs/item", "inputs (batch 1)", "output", "item"):
+        models.add_column(col, justify="right" if col in ("params", "GFLOPs/item") else "left")
+    for spec in specs:
+        for size in spec.sizes:
+            info = describe_model(spec, size)
+            models.add_row(
+                spec.name, spec.family, size, f"{info.params / 1e6:.2f}M", f"{info.gflops_per_item:.3f}",
+                info.input_shapes, info.output_shape, spec.item,
+            )  # fmt: skip
+    console.print(models)
+    passes = Table(title=f"passes (checked against {device})", title_justify="left")
+    for col in ("pass", "takes", "gives", "runs here", "what it does"):
+        passes.add_column(col)
+    for name, cls in sorted(all_passes().items()):
+        reason = _applies(cls, device)
+        passes.add_row(
+            name,
+            "/".join(cls.consumes),
+            cls.produces or "same",
+            "yes" if reason is None else f"no: {reason}",
+            cls.summary,
+        )
+    console.print(passes)
+    return 0
+
+
+def _applies(cls: type, device: Any) -> str | None:
+    """Whether a pass runs on ``device``, asked of its default configuration (None: yes)."""
+    try:
+        step = cls()
+    except Exception:  # a plugin pass that needs an argument
+        return None
+    return step.applies_to(device)
+
+
+def cmd_env(args: argparse.Namespace) -> int:
+    from bench.measure.environment import capture_environment
+
+    print(json.dumps(capture_environment(), indent=2, default=str))
+    return 0

@@ -1,0 +1,201 @@
+"""One cell, measured: build the pipeline -> load the runtime -> time it -> observe it -> typed parts.
+
+The order is what makes the numbers mean what the table says:
+1. build: the passes run on a device copy of the fp32 model, timed (``build_s``);
+2. load: the device peak is reset once the build's intermediates are freed, so the
+   peak is what running the optimized model needs; the first call is timed apart
+   (``first_call_ms``: lazy init, autotuning);
+3. time: adaptive sampling with the device's clock (CUDA events on a GPU); NVML is
+   read at the edges of the timed region; transfers and energy are measured after
+   it, in windows of their own;
+4. observe: fidelity against the reference output, work counted on the pipeline's
+   last eager torch model (so a pruned model's FLOPs and bytes are its own).
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bench.core.artifact import Artifact, TorchArtifact, present_inputs
+from bench.core.device import Device, synchronize
+from bench.hardware.peak import PeakResult
+from bench.harness.plan import Cell
+from bench.harness.reference import Reference, References
+from bench.harness.result import BuildResult, Throughput
+from bench.measure.clocks import HostTimer, Timer
+from bench.measure.energy import EnergyWindow
+from bench.measure.fidelity import Fidelity, compare_outputs
+from bench.measure.gpu_watch import GpuObservation, GpuWatch
+from bench.measure.memory import (
+    Footprint,
+    PeakRSS,
+    device_peak_mb,
+    device_peak_reserved_mb,
+    reset_device_peak,
+)
+from bench.measure.nvml import Nvml
+from bench.measure.sampling import SamplingPolicy, sample_adaptively
+from bench.measure.stats import LatencyStats, summarize
+from bench.measure.transfers import Transfers, measure_transfers
+from bench.measure.work import WorkPerItem, measure_work
+from bench.runtimes import LoadedModel, load
+from optimizers.registry import PassContext
+
+
+@dataclass(frozen=True)
+class CellSettings:
+    """What the run's configuration decides for every cell."""
+
+    policy: SamplingPolicy
+    min_psnr_db: float
+    include_transfers: bool
+    batch_sizes: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Measured:
+    """The parts a cell that ran contributes to its row, and its raw samples."""
+
+    build: BuildResult
+    latency: LatencyStats
+    throughput: Throughput
+    transfers: Transfers
+    footprint: Footprint
+    work: WorkPerItem
+    fidelity: Fidelity
+    gpu: GpuObservation
+    energy: EnergyWindow | None
+    samples_ms: tuple[float, ...]
+    notes: str
+
+
+@dataclass(frozen=True)
+class Instruments:
+    """The device and what measures on it, made once per run."""
+
+    device: Device
+    timer: Timer
+    nvml: Nvml | None
+    peak: PeakResult | None
+
+    def synchronize(self) -> None:
+        synchronize(self.device)
+
+
+def measure_cell(
+    cell: Cell, references: References, tools: Instruments, settings: CellSettings, workdir: Path
+) -> Measured:
+    ref = references.get(cell)
+    device = tools.device
+    ctx = PassContext(
+        device=device,
+        example_inputs=ref.inputs,
+        calibration=references.calibration(cell),
+        workdir=workdir,
+        batch_sizes=settings.batch_sizes,
+        cache_key=f"{cell.spec.name}-{cell.size}-{cell.pipeline.text}",
+    )
+    with PeakRSS() as rss:
+        t0 = time.perf_counter()
+        artifact: Artifact = TorchArtifact(module=references.device_copy(ref.module))
+        last_eager = artifact
+        for step in cell.pipeline.passes:
+            artifact = step.apply(artifact, ctx)
+            if isinstance(artifact, TorchArtifact) and not artifact.compiled:
+                last_eager = artifact
+        tools.synchronize()
+        build_s = time.perf_counter() - t0
+        work = _work(cell, last_eager, artifact.precision)
+        params = sum(p.numel() for p in last_eager.module.parameters())
+        model_bytes = artifact.stored_bytes()
+        # The device peak from here on is what running the optimized model needs: its weights,
+        # activations and workspace, not the build's intermediate copies (nor the torch model an
+        # exported pipeline started from).
+        del last_eager
+        _release_device_cache(device)
+        reset_device_peak(device)
+        runtime = load(artifact, device)
+        prepared = runtime.prepare(ref.inputs)
+        first_output: list[Any] = []
+        first_call_ms = HostTimer(synchronize=tools.synchronize).measure(
+            lambda: first_output.append(runtime.run(prepared))
+        )
+        # Converted before any further call: CUDA-graph replays (cudagraph, compile:reduce-overhead)
+        # write into the same output buffer.
+        output = runtime.to_torch(first_output.pop())
+        transfers = _transfers(runtime, ref, prepared, tools, settings.include_transfers)
+        timed = _timed_call(runtime, ref, prepared, transfers.included)
+        watch = GpuWatch(tools.nvml, tools.synchronize)
+        sampled = sample_adaptively(
+            lambda: tools.timer.measure(timed), settings.policy, on_timed_start=watch.timed_start
+        )
+        watch.timed_end()
+        energy = watch.measure_energy(timed, cell.batch_size)
+    latency = summarize(sampled.latencies_ms)
+    through_torch = runtime.allocates_through_torch  # else its memory is nvml_process_mem_mb's
+    notes = [*artifact.notes, f"stop={sampled.stop_reason}"]
+    if energy is not None:
+        notes.append(energy.note())
+    return Measured(
+        build=BuildResult(
+            runtime.runtime_name, artifact.precision, build_s, first_call_ms, params, model_bytes
+        ),
+        latency=latency,
+        throughput=Throughput.of(
+            cell.batch_size, latency.p50, work.gflops_per_item, artifact.precision, tools.peak
+        ),
+        transfers=transfers,
+        footprint=Footprint(
+            peak_host_rss_mb=rss.peak_mb,
+            peak_device_mem_mb=device_peak_mb(device) if through_torch else float("nan"),
+            peak_device_reserved_mb=device_peak_reserved_mb(device) if through_torch else float("nan"),
+        ),
+        work=work,
+        fidelity=compare_outputs(ref.output, output, settings.min_psnr_db),
+        gpu=watch.observation(),
+        energy=energy,
+        samples_ms=tuple(sampled.latencies_ms),
+        notes="; ".join(notes),
+    )
+
+
+def _work(cell: Cell, eager: TorchArtifact, precision: str) -> WorkPerItem:
+    """FLOPs and bytes of the last eager torch model of the pipeline, at the cell's batch and precision."""
+
+    def inputs_at(batch: int) -> tuple[torch.Tensor, ...]:
+        inputs = cell.spec.example_inputs(batch, cell.size, 0)
+        return present_inputs(inputs, "cpu", eager.input_dtype, False)
+
+    return measure_work(eager.module, inputs_at).at(cell.batch_size, precision)
+
+
+def _transfers(
+    runtime: LoadedModel, ref: Reference, prepared: Any, tools: Instruments, include: bool
+) -> Transfers:
+    """On a GPU, H2D and D2H copy times measured apart; on CPU nothing is copied (NaN)."""
+    if not tools.device.is_cuda:
+        return Transfers()
+    output = runtime.run(prepared)
+    tools.synchronize()
+    return measure_transfers(
+        lambda: runtime.prepare(ref.inputs), lambda: runtime.to_torch(output), tools.synchronize, include
+    )
+
+
+def _timed_call(runtime: LoadedModel, ref: Reference, prepared: Any, with_copies: bool) -> Callable[[], Any]:
+    if with_copies:  # --include-transfers: every timed call places its inputs and fetches its output
+        return lambda: runtime.to_torch(runtime.run(runtime.prepare(ref.inputs)))
+    return lambda: runtime.run(prepared)
+
+
+def _release_device_cache(device: Device) -> None:
+    if device.is_cuda:
+        gc.collect()
+        torch.cuda.empty_cache()

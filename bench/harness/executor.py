@@ -1,0 +1,128 @@
+"""Where a cell runs: the seam between the loop and the measurement.
+
+``CellExecutor`` is the one thing the loop (``bench.harness.runner``) asks of a way
+of running cells: turn a planned ``Cell`` into a ``CellResult``, never raising for
+a cell that failed (only Ctrl-C and SystemExit pass through). ``InProcessExecutor``
+runs the cell in this process. A worker-process executor (isolation: a crash or a
+hang ends one cell, not the run) and a remote one (a Ray task on another machine)
+implement the same protocol; everything they need to rebuild the cell is in the
+cell's plan (model spec name and size, pipeline text, batch size) and the run's
+``RunConfig``, and what they send back is plain data.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import gc
+import shutil
+import socket
+import tempfile
+from pathlib import Path
+from typing import Protocol
+
+import torch
+
+from bench.core.device import Device, device_name
+from bench.hardware.peak import usable_peak
+from bench.harness.cell import CellSettings, Instruments, measure_cell
+from bench.harness.config import RunConfig
+from bench.harness.outcome import outcome_of, skipped
+from bench.harness.plan import Cell, skip_reason
+from bench.harness.reference import References
+from bench.harness.result import CellIdentity, CellOutcome, CellResult
+from bench.measure.clocks import timer_for
+from bench.measure.environment import git_sha
+from bench.measure.nvml import open_gpu
+from bench.measure.sampling import SamplingPolicy
+
+
+class CellExecutor(Protocol):
+    def run(self, cell: Cell) -> CellResult: ...
+
+
+class InProcessExecutor:
+    """Runs cells one after another in this process, reusing each model's fp32 reference across its cells."""
+
+    def __init__(
+        self, config: RunConfig, device: Device, run_id: str, artifacts_dir: Path | None = None
+    ) -> None:
+        self.config = config
+        self.device = device
+        self.run_id = run_id
+        self.artifacts_dir = artifacts_dir if config.keep_artifacts else None
+        if device.is_cuda:
+            torch.cuda.set_device(device.torch_name)  # events, streams and graphs use the current device
+        self.host = socket.gethostname()
+        self.device_name = device_name(device)
+        self.references = References(device, config.seed)
+        self.tools = Instruments(
+            device=device,
+            timer=timer_for(device),
+            nvml=open_gpu(device.index or 0) if device.is_cuda else None,
+            peak=usable_peak(device, self.device_name),
+        )
+        self.settings = CellSettings(
+            policy=SamplingPolicy(
+                min_samples=config.min_samples, time_budget_s=config.time_budget_s, warmup_s=config.warmup_s
+            ),
+            min_psnr_db=config.min_psnr_db,
+            include_transfers=config.include_transfers and device.is_cuda,
+            batch_sizes=config.batch_sizes,
+        )
+
+    def identity(self, cell: Cell) -> CellIdentity:
+        return CellIdentity(
+            run_id=self.run_id,
+            cell_id=cell.cell_id,
+            started_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            host=self.host,
+            device=str(self.device),
+            device_name=self.device_name,
+            model=cell.spec.name,
+            size=cell.size,
+            family=cell.spec.family,
+            pipeline=cell.pipeline.text,
+            batch_size=cell.batch_size,
+            item=cell.spec.item,
+            torch_version=torch.__version__,
+            git_sha=git_sha(),
+        )
+
+    def run(self, cell: Cell) -> CellResult:
+        identity = self.identity(cell)
+        reason = skip_reason(cell.pipeline, self.device)
+        if reason is not None:
+            return CellResult(identity, skipped(reason))
+        workdir = self._workdir(cell)
+        result: CellResult | None = None
+        try:
+            measured = measure_cell(cell, self.references, self.tools, self.settings, workdir)
+            result = CellResult(
+                identity, CellOutcome("ok", notes=measured.notes), measured.build, measured.latency,
+                measured.throughput, measured.transfers, measured.footprint, measured.work, measured.fidelity,
+                measured.gpu, measured.energy, measured.samples_ms,
+            )  # fmt: skip
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as exc:
+            result = CellResult(identity, outcome_of(exc))
+        finally:
+            if self.artifacts_dir is None:
+                shutil.rmtree(workdir, ignore_errors=True)
+        # What a fresh process would start from: no compiled code or CUDA-graph pools from this cell
+        # (they outlive the module), and, after an oom, the failed cell's memory really freed. Only here,
+        # out of the except block, are its frames (and the tensors they hold) gone.
+        torch.compiler.reset()
+        if result.status == "oom":
+            gc.collect()
+        if self.device.is_cuda:
+            gc.collect()
+            torch.cuda.empty_cache()
+        return result
+
+    def _workdir(self, cell: Cell) -> Path:
+        if self.artifacts_dir is not None:
+            path = self.artifacts_dir / f"cell{cell.cell_id:04d}"
+            path.mkdir(parents=True, exist_ok=True)
+            return path
+        return Path(tempfile.mkdtemp(prefix=f"genbench-cell{cell.cell_id}-"))

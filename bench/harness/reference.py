@@ -1,0 +1,93 @@
+"""What every cell of one (model, size, batch) is compared against: the fp32 eager model, inputs and output.
+
+Models are built once per (model, size) and kept on the CPU between cells; on a
+GPU each cell gets its own device copy (``device_copy``), so one cell's
+device-memory peak holds that cell's model and nothing left from another. Cells
+are planned model-major, so only one model is resident at a time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from bench.core.artifact import present_inputs
+from bench.core.device import Device
+from bench.harness.plan import Cell
+from bench.runtimes import first_tensor
+
+#: calibration batches are drawn with seeds this far from the timed inputs' seed, so they never coincide
+CALIBRATION_SEED_OFFSET = 1000
+
+Batches = Callable[[int], Iterator[tuple[torch.Tensor, ...]]]
+
+
+@dataclass(frozen=True)
+class Reference:
+    module: nn.Module  # the fp32 model as built, on the CPU
+    inputs: tuple[torch.Tensor, ...]  # the timed inputs, on the CPU
+    output: torch.Tensor  # the fp32 eager output on those inputs, fp32 on the CPU
+
+
+class References:
+    """Builds and caches the fp32 reference of each (model, size, batch) of a run."""
+
+    def __init__(self, device: Device, seed: int) -> None:
+        self.device = device
+        self.seed = seed
+        self._modules: dict[tuple[str, str], nn.Module] = {}
+        self._references: dict[tuple[str, str, int], Reference] = {}
+
+    def base_module(self, cell: Cell) -> nn.Module:
+        key = (cell.spec.name, cell.size)
+        if key not in self._modules:
+            self._modules.clear()  # one model resident at a time: cells are model-major
+            self._references.clear()
+            self._modules[key] = cell.spec.build(cell.size)
+        return self._modules[key]
+
+    def device_copy(self, module: nn.Module) -> nn.Module:
+        return module if not self.device.is_cuda else copy.deepcopy(module).to(self.device.torch_name)
+
+    def get(self, cell: Cell) -> Reference:
+        key = (cell.spec.name, cell.size, cell.batch_size)
+        if key not in self._references:
+            module = self.base_module(cell)
+            on_device = self.device_copy(module)
+            inputs = cell.spec.example_inputs(cell.batch_size, cell.size, self.seed)
+            placed = present_inputs(inputs, self.device.torch_name, torch.float32, False)
+            with strict_fp32(self.device), torch.inference_mode():
+                output = first_tensor(on_device(*placed)).detach().float().cpu()
+            del on_device
+            self._references[key] = Reference(module, inputs, output)
+        return self._references[key]
+
+    def calibration(self, cell: Cell) -> Batches:
+        """n input batches for calibrating passes, drawn with seeds disjoint from the timed inputs'."""
+
+        def batches(n: int) -> Iterator[tuple[torch.Tensor, ...]]:
+            for i in range(n):
+                yield cell.spec.example_inputs(
+                    cell.batch_size, cell.size, self.seed + CALIBRATION_SEED_OFFSET + i
+                )
+
+        return batches
+
+
+@contextlib.contextmanager
+def strict_fp32(device: Device) -> Iterator[None]:
+    """Compute the reference in true fp32: TF32 off on CUDA so fidelity measures the pipeline alone."""
+    if not device.is_cuda:
+        yield
+        return
+    matmul, cudnn = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = matmul, cudnn

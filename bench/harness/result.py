@@ -1,0 +1,164 @@
+"""A cell's result as typed parts, each knowing its own columns of the cells table.
+
+``CellResult.row()`` is the only place a row is assembled: each part contributes
+``columns()``, a part that was not measured (a skipped cell has no latency) gives
+its columns empty. Together the parts' ``COLUMNS`` are exactly the schema's
+(``bench.results.schema.CELL_COLUMNS``; a test holds them equal), so a new metric
+is a new part, not a new key typed by hand in the loop. A result is plain data, so
+a cell measured in another process or on another machine comes back as one.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from bench.core.precision import peak_key
+from bench.hardware.peak import PeakResult
+from bench.measure.energy import EnergyWindow
+from bench.measure.fidelity import Fidelity
+from bench.measure.gpu_watch import GpuObservation
+from bench.measure.memory import Footprint
+from bench.measure.stats import LatencyStats
+from bench.measure.transfers import Transfers
+from bench.measure.work import WorkPerItem
+from bench.results.schema import STATUSES
+
+
+@dataclass(frozen=True)
+class CellIdentity:
+    """Where a row comes from: the run, the machine, and the cell's coordinates."""
+
+    run_id: str
+    cell_id: int
+    started_at: str
+    host: str
+    device: str
+    device_name: str
+    model: str
+    size: str
+    family: str
+    pipeline: str
+    batch_size: int
+    item: str
+    torch_version: str
+    git_sha: str
+
+    COLUMNS: ClassVar[tuple[str, ...]] = (
+        "run_id", "cell_id", "started_at", "host", "device", "device_name", "model", "size", "family",
+        "pipeline", "batch_size", "item", "torch_version", "git_sha",
+    )  # fmt: skip
+
+    def columns(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.COLUMNS}
+
+
+@dataclass(frozen=True)
+class CellOutcome:
+    """How the cell ended (``STATUSES``), why, and what the passes and the sampler noted."""
+
+    status: str
+    reason: str | None = None
+    notes: str | None = None
+
+    COLUMNS: ClassVar[tuple[str, ...]] = ("status", "reason", "notes")
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}, got {self.status!r}")
+
+    def columns(self) -> dict[str, Any]:
+        return {"status": self.status, "reason": self.reason, "notes": self.notes}
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """What the pipeline built and what it cost: the runtime, its precision, build and first-call time, size."""
+
+    runtime: str
+    precision: str
+    build_s: float
+    first_call_ms: float
+    params: int
+    model_bytes: int
+
+    COLUMNS: ClassVar[tuple[str, ...]] = (
+        "runtime", "precision", "build_s", "first_call_ms", "params", "model_bytes",
+    )  # fmt: skip
+
+    def columns(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.COLUMNS}
+
+
+@dataclass(frozen=True)
+class Throughput:
+    """Items per second at the median latency, the FLOP rate that implies, and its share of the measured peak."""
+
+    throughput_items_s: float
+    achieved_gflops: float
+    pct_of_peak: float
+
+    COLUMNS: ClassVar[tuple[str, ...]] = ("throughput_items_s", "achieved_gflops", "pct_of_peak")
+
+    @classmethod
+    def of(
+        cls, batch: int, p50_ms: float, gflops_per_item: float, precision: str, peak: PeakResult | None
+    ) -> Throughput:
+        items_s = batch / (p50_ms / 1e3)
+        achieved = gflops_per_item * items_s
+        return cls(items_s, achieved, pct_of_peak(peak, precision, achieved * 1e9))
+
+    def columns(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.COLUMNS}
+
+
+def pct_of_peak(peak: PeakResult | None, precision: str, achieved_flops_s: float) -> float:
+    """The achieved rate as a % of the measured GEMM peak that bounds ``precision`` (NaN without one)."""
+    if peak is None:
+        return math.nan
+    key = peak_key(precision, has_tf32="tf32" in peak.flops)
+    rate = peak.flops.get(key) if key is not None else None
+    return 100.0 * achieved_flops_s / rate if rate else math.nan
+
+
+#: the parts of a row, in the order their columns are filled
+PARTS: tuple[type, ...] = (
+    CellIdentity, CellOutcome, BuildResult, LatencyStats, Throughput, Transfers, Footprint, WorkPerItem,
+    Fidelity, GpuObservation, EnergyWindow,
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class CellResult:
+    """One cell: its identity and outcome always; the measured parts when it ran; its raw latency samples."""
+
+    identity: CellIdentity
+    outcome: CellOutcome
+    build: BuildResult | None = None
+    latency: LatencyStats | None = None
+    throughput: Throughput | None = None
+    transfers: Transfers | None = None
+    footprint: Footprint | None = None
+    work: WorkPerItem | None = None
+    fidelity: Fidelity | None = None
+    gpu: GpuObservation | None = None
+    energy: EnergyWindow | None = None
+    samples_ms: tuple[float, ...] = field(default=(), repr=False)
+
+    def parts(self) -> tuple[Any, ...]:
+        return (
+            self.identity, self.outcome, self.build, self.latency, self.throughput, self.transfers,
+            self.footprint, self.work, self.fidelity, self.gpu, self.energy,
+        )  # fmt: skip
+
+    @property
+    def status(self) -> str:
+        return self.outcome.status
+
+    def row(self) -> dict[str, Any]:
+        """The cells-table row: every schema column, empty where a part was not measured."""
+        row: dict[str, Any] = {}
+        for cls, part in zip(PARTS, self.parts(), strict=True):
+            row.update(part.columns() if part is not None else dict.fromkeys(cls.COLUMNS))
+        return row

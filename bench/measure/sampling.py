@@ -1,0 +1,87 @@
+"""Warm-up and the adaptive sample count: sample until the median is known well enough.
+
+The stopping rule (at least ``min_samples``, then until the 95% confidence interval
+of the median is within +-2% of it, or the time budget is spent) is the part of
+genbench that makes a row's p50 mean the same thing on every machine; the raw
+samples are kept, statistics are computed from them afterwards (``stats``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from bench.measure.stats import relative_ci_halfwidth
+
+
+@dataclass(frozen=True)
+class SamplingPolicy:
+    """When to stop sampling: at least ``min_samples``, then until the 95% CI
+    half-width of the median is within ``target_rel_ci`` of it, or the budget is spent."""
+
+    min_samples: int = 10
+    max_samples: int = 100_000
+    target_rel_ci: float = 0.02
+    time_budget_s: float = 3.0
+    warmup_s: float = 0.3
+    warmup_min_iters: int = 2
+
+    def __post_init__(self) -> None:
+        if self.min_samples < 1:
+            raise ValueError("min_samples must be >= 1")
+        if self.max_samples < self.min_samples:
+            raise ValueError("max_samples must be >= min_samples")
+        if self.time_budget_s <= 0:
+            raise ValueError("time budget must be > 0 seconds")
+
+
+@dataclass
+class Sampled:
+    """Raw samples of one cell and why sampling stopped."""
+
+    latencies_ms: list[float] = field(default_factory=list)
+    warmup_ms: list[float] = field(default_factory=list)
+    stop_reason: str = ""
+
+
+def sample_adaptively(
+    measure_once: Callable[[], float],
+    policy: SamplingPolicy,
+    wall: Callable[[], float] = time.monotonic,
+    on_timed_start: Callable[[], None] = lambda: None,
+) -> Sampled:
+    """Warm up, then sample until the median is precise enough or the budget is spent.
+
+    ``measure_once`` runs the workload once and returns its latency in ms;
+    ``wall`` is the host clock that bounds warm-up and budget (injectable for tests);
+    ``on_timed_start`` runs between warm-up and the first timed sample (where the
+    runner reads the GPU's clock and temperature).
+    The precision check runs every ~10% more samples so it stays cheap at high counts.
+    """
+    result = Sampled()
+    start = wall()
+    while len(result.warmup_ms) < policy.warmup_min_iters or wall() - start < policy.warmup_s:
+        result.warmup_ms.append(measure_once())
+        if wall() - start >= policy.time_budget_s:
+            break
+    on_timed_start()
+    start = wall()
+    next_check = policy.min_samples
+    while True:
+        result.latencies_ms.append(measure_once())
+        n = len(result.latencies_ms)
+        if n >= policy.max_samples:
+            result.stop_reason = "max_samples"
+            break
+        if n < policy.min_samples:
+            continue
+        if wall() - start >= policy.time_budget_s:
+            result.stop_reason = "time_budget"
+            break
+        if n >= next_check:
+            if relative_ci_halfwidth(result.latencies_ms) <= policy.target_rel_ci:
+                result.stop_reason = "converged"
+                break
+            next_check = n + max(1, n // 10)
+    return result
