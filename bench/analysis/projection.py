@@ -1,30 +1,21 @@
-"""Roofline projection of a measured run onto hardware you do not own.
+"""Roofline projection of a measured run onto hardware you do not own, from the results table alone.
 
 The method, in four steps, each with its assumption stated where it is made:
 
-1. **Work and traffic per item** (``profile_model``). FLOPs per item come from
-   the run (``gflops_per_item``, counted by torch's FLOP counter). Bytes moved
-   are estimated from the model's traced graph: the fp32 model runs once on the
-   meta device under a ``TorchDispatchMode`` that sees every aten op. Each op's
-   output tensors are counted as written once and read once (2x their bytes);
-   views move nothing; in-place ops rewrite their tensor (2x as well). Weights
-   are read once per batch and inputs once. The trace runs at batch 1 and 2, so
-   traffic splits into a per-item part and a fixed part. Byte counts scale with
-   the element size of the pipeline's precision (4 bytes fp32, 2 bf16/fp16, 1
-   int8/fp8). This ignores caches (it is the traffic of a machine with no reuse
-   across ops, an upper bound; a GPU's L2 or a fused kernel moves less) and
-   counts attention's score matrix as materialized (flash kernels do not).
-2. **Roofline bound** (``roofline``): items/s <= min(peak / FLOPs per item,
-   bandwidth / bytes per item), with the device's dense peak for the precision
-   the pipeline runs in (``peak_precision``) and its memory bandwidth.
+1. **Work and traffic per item**: read from the run. FLOPs per item
+   (``gflops_per_item``) and bytes moved per item and per call (``mb_moved_*``,
+   ``activation_mb_*``) were traced on each pipeline's own model during the run
+   (``bench.measure.work``), so a pruned pipeline's are its own and a user's model
+   projects as well as a reference one. Nothing is rebuilt here.
+2. **Roofline bound** (``bench.analysis.roofline``): items/s <= min(peak / FLOPs per
+   item, bandwidth / bytes per item), with the device's dense peak for the
+   precision the pipeline runs in and its memory bandwidth.
 3. **Calibration** (``efficiencies``): on the device the run was measured on,
    each cell's efficiency is its measured items/s over that device's roofline
    bound: the achieved fraction of its peak when compute-bound, of its bandwidth
-   when memory-bound. The measured device is matched to a catalogue entry by
-   its ``device_name`` (key or alias; per-core CPU entries are scaled by the run's
-   torch thread count), or, for a device the catalogue lacks, it is described by
-   the peak ``bench.hardware.peak`` measured on it (cached, or measured now if the run was
-   made on this machine). See ``resolve_source``.
+   when memory-bound. The measured device is a catalogue entry matched by the run's
+   ``device_name``, or the peak ``bench peak`` measured and cached on it
+   (``bench.analysis.source``); a projection never measures a peak itself.
 4. **Projection** (``project``): target items/s = efficiency x the target's
    roofline bound at the target batch size. ASSUMPTION: a model and pipeline
    reach the same fraction of the roofline bound on the target as on the
@@ -44,19 +35,6 @@ The method, in four steps, each with its assumption stated where it is made:
    roofline bound is limited by per-call overhead, which the roofline does not
    model, so its projections are flagged unreliable.
 
-Memory (``max_batch``): weights + activations (the peak of live op outputs in
-the trace, plus the inputs) x (1 + ``WORKSPACE_FRACTION``) + a fixed runtime
-reserve (CUDA context, cuBLAS/cuDNN workspaces, allocator slack: 1 GiB on a
-GPU; interpreter and libraries: 0.5 GiB on a CPU) must fit in the target's memory.
-
-Precision mapping (``peak_precision``): fp32 pipelines use the TF32 peak on
-targets that have it (``fp32_as="tf32"``, the default) because PyTorch leaves
-cuDNN's TF32 on by default (``torch.backends.cudnn.allow_tf32 = True``) and these
-models' FLOPs are convolutions; pass ``fp32_as="fp32"`` for the CUDA-core peak
-(strict fp32, or matmul-heavy models, whose TF32 is off by default). bf16/fp16
-use the 16-bit tensor-core peak (FP32 accumulate), int8 the int8 peak, fp8 the
-fp8 peak. A target without the precision gives an ``unsupported`` row.
-
 Cost columns: items/s per 1000 USD of purchase price, USD per million items at
 the cloud price per hour, items per joule at TDP (a device drawing less than
 TDP does better, so it is a lower bound on energy efficiency).
@@ -64,28 +42,20 @@ TDP does better, so it is a lower bound on energy efficiency).
 
 from __future__ import annotations
 
-import functools
 import math
-import weakref
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from bench.hardware.catalog import Catalog, DeviceSpec, Figure
+from bench.analysis.roofline import GIB, Traffic, max_batch, memory_needed, peak_precision, roofline
+from bench.analysis.source import Source
+from bench.hardware.catalog import DeviceSpec
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from bench.hardware.peak import PeakResult
-    from reference_models.spec import ModelSpec
-
-ELEMENT_BYTES: dict[str, int] = {"fp32": 4, "tf32": 4, "fp16": 2, "bf16": 2, "fp8": 1, "int8": 1}
-WORKSPACE_FRACTION = 0.10
 #: below this fraction of the roofline bound, a measured cell is limited by per-call overhead (Python,
 #: dispatch, thread wake-ups), which the roofline does not model: its rows are flagged as unreliable
 OVERHEAD_BOUND_EFFICIENCY = 0.01
-GIB = 2.0**30
-RUNTIME_RESERVE_BYTES: dict[str, float] = {"gpu": 1.0 * GIB, "accelerator": 1.0 * GIB, "cpu": 0.5 * GIB}
 
 #: columns of projection.csv, units in the names (tidy: one row per model x pipeline x target x batch)
 PROJECTION_COLUMNS: tuple[str, ...] = (
@@ -100,273 +70,13 @@ PROJECTION_COLUMNS: tuple[str, ...] = (
 )  # fmt: skip
 
 
-# ----------------------------------------------------------------- traffic and memory of a model
-@dataclass(frozen=True)
-class ModelProfile:
-    """Element counts from a traced forward call; bytes follow from a precision's element size."""
-
-    model: str
-    size: str
-    weight_elems: float  # parameters + buffers, read once per batch
-    input_elems_per_item: float
-    written_elems_per_item: float  # op outputs, each written once and read once
-    written_elems_fixed: float  # the batch-independent part (e.g. embeddings of constants)
-    live_elems_per_item: float  # peak of live op outputs during the call
-    live_elems_fixed: float
-    n_ops: int
-
-    def weight_bytes(self, precision: str) -> float:
-        return ELEMENT_BYTES[precision] * self.weight_elems
-
-    def bytes_per_item(self, precision: str, batch: int) -> float:
-        """Bytes moved per item at ``batch``: weights/batch + inputs + 2 x op outputs."""
-        elems = (
-            self.weight_elems / batch
-            + self.input_elems_per_item
-            + 2.0 * (self.written_elems_per_item + self.written_elems_fixed / batch)
-        )
-        return ELEMENT_BYTES[precision] * elems
-
-    def activation_bytes(self, precision: str, batch: int) -> float:
-        elems = batch * (self.live_elems_per_item + self.input_elems_per_item) + self.live_elems_fixed
-        return ELEMENT_BYTES[precision] * elems
-
-
-class _TrafficTrace:
-    """Counts bytes of op outputs and the peak of live outputs, via a TorchDispatchMode.
-
-    Built lazily (torch imported inside) so this module stays light to import.
-    """
-
-    def __init__(self) -> None:
-        import torch
-        from torch.utils._python_dispatch import TorchDispatchMode
-        from torch.utils._pytree import tree_flatten
-
-        trace = self
-
-        class Mode(TorchDispatchMode):
-            def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
-                out = func(*args, **(kwargs or {}))
-                trace.n_ops += 1
-                returns = func._schema.returns
-                tensors = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
-                if any(r.alias_info is not None and not r.alias_info.is_write for r in returns):
-                    return out  # a view: no bytes move
-                written_in_place = any(r.alias_info is not None for r in returns)
-                for t in tensors:
-                    nbytes = t.numel() * t.element_size()
-                    trace.written += nbytes
-                    if not written_in_place:  # in-place rewrites memory already counted as live
-                        trace.live += nbytes
-                        trace.peak = max(trace.peak, trace.live)
-                        weakref.finalize(t, trace._free, nbytes)
-                return out
-
-        self.mode = Mode()
-        self.written = 0
-        self.live = 0
-        self.peak = 0
-        self.n_ops = 0
-
-    def _free(self, nbytes: int) -> None:
-        self.live -= nbytes
-
-
-@functools.cache
-def profile_model(spec: ModelSpec, size: str) -> ModelProfile:
-    """Trace ``spec`` at ``size`` on the meta device (no weights allocated, no real compute)."""
-    import torch
-
-    module = spec.build(size).to("meta")
-    weights = sum(p.numel() for p in module.parameters()) + sum(b.numel() for b in module.buffers())
-    counts: dict[int, tuple[float, float, float, int]] = {}
-    for batch in (1, 2):
-        inputs = tuple(t.to("meta") for t in spec.example_inputs(batch, size, 0))
-        trace = _TrafficTrace()
-        with torch.inference_mode(), trace.mode:
-            out = module(*inputs)
-        del out
-        input_bytes = sum(t.numel() * t.element_size() for t in inputs)
-        counts[batch] = (trace.written / 4.0, trace.peak / 4.0, input_bytes / 4.0, trace.n_ops)
-    (w1, l1, i1, n_ops), (w2, l2, i2, _) = counts[1], counts[2]
-    return ModelProfile(
-        model=spec.name,
-        size=size,
-        weight_elems=float(weights),
-        input_elems_per_item=i2 - i1,
-        written_elems_per_item=w2 - w1,
-        written_elems_fixed=max(0.0, 2 * w1 - w2),
-        live_elems_per_item=l2 - l1,
-        live_elems_fixed=max(0.0, 2 * l1 - l2),
-        n_ops=n_ops,
-    )
-
-
-# ----------------------------------------------------------------- roofline
-@dataclass(frozen=True)
-class Roofline:
-    items_s: float  # the bound
-    bound: str  # "compute" | "memory"
-    intensity: float  # FLOP per byte moved
-    ridge: float  # FLOP per byte where the roofs meet (peak / bandwidth)
-
-
-def roofline(
-    flops_per_item: float, bytes_per_item: float, peak_flops: float, bandwidth_bytes_s: float
-) -> Roofline:
-    """The roofline bound on items/s: compute-bound above the ridge point, memory-bound below."""
-    compute = peak_flops / flops_per_item if flops_per_item > 0 else math.inf
-    memory = bandwidth_bytes_s / bytes_per_item if bytes_per_item > 0 else math.inf
-    intensity = flops_per_item / bytes_per_item if bytes_per_item > 0 else math.inf
-    bound = "compute" if compute <= memory else "memory"
-    return Roofline(min(compute, memory), bound, intensity, peak_flops / bandwidth_bytes_s)
-
-
-def peak_precision(precision: str, device: DeviceSpec, fp32_as: str = "tf32") -> tuple[str | None, str]:
-    """Which peak of ``device`` a pipeline in ``precision`` runs at: (peak key, "") or (None, why not)."""
-    if precision in ("fp32", "tf32"):
-        wants_tf32 = precision == "tf32" or fp32_as == "tf32"
-        if wants_tf32 and device.peak.get("tf32") is not None:
-            return "tf32", ""
-        return "fp32", ""
-    if precision not in ELEMENT_BYTES:
-        return None, f"precision {precision!r} has no peak mapping"
-    if device.peak.get(precision) is None:
-        why = device.unsupported.get(precision, "not measured or not supported")
-        return None, f"{device.label} has no {precision} peak ({why})"
-    return precision, ""
-
-
-# ----------------------------------------------------------------- memory
-def memory_needed(profile: ModelProfile, precision: str, batch: int, kind: str) -> float:
-    """Bytes needed on the target: weights + activations x (1 + workspace fraction) + runtime reserve."""
-    activations = profile.activation_bytes(precision, batch) * (1.0 + WORKSPACE_FRACTION)
-    return profile.weight_bytes(precision) + activations + RUNTIME_RESERVE_BYTES.get(kind, GIB)
-
-
-def max_batch(profile: ModelProfile, precision: str, memory_bytes: float, kind: str) -> int:
-    """The largest batch with ``memory_needed <= memory_bytes``; 0 when not even batch 1 fits."""
-    fixed = memory_needed(profile, precision, 0, kind)
-    per_item = memory_needed(profile, precision, 1, kind) - fixed
-    room = memory_bytes - fixed
-    if room < per_item:
-        return 0
-    if per_item <= 0:
-        return 2**31 - 1
-    batch = int(room // per_item)
-    while batch > 0 and memory_needed(profile, precision, batch, kind) > memory_bytes:  # float rounding
-        batch -= 1
-    return batch
-
-
-# ----------------------------------------------------------------- the measured device
-def spec_from_peak(result: PeakResult) -> DeviceSpec:
-    """A measured peak as a DeviceSpec (no price, no TDP: those are not measurable here)."""
-    source = f"measured by bench.hardware.peak on {result.measured_at} ({result.threads or 'all'} threads, torch {result.torch_version})"
-    peak: dict[str, Figure | None] = {}
-    unsupported: dict[str, str] = {}
-    for precision in ("fp32", "tf32", "fp16", "bf16", "fp8", "int8"):
-        rate = result.flops.get(precision)
-        if rate:
-            peak[precision] = Figure(
-                value=rate, unit="TOPS" if precision == "int8" else "TFLOPS", source=source
-            )
-        else:
-            peak[precision] = None
-            unsupported[precision] = result.skipped.get(precision, "not measured")
-    return DeviceSpec(
-        key=f"measured:{result.device}",
-        name=f"{result.device_name} (measured)",
-        kind="gpu" if result.kind == "cuda" else "cpu",
-        per="device",
-        peak=peak,
-        memory=Figure(value=float(result.memory_bytes), unit="GiB", source=source),
-        memory_bandwidth=Figure(value=result.copy_bytes_s, unit="GB/s", source=f"copy bandwidth, {source}"),
-        unsupported=unsupported,
-        origin="measured",
-    )
-
-
-@dataclass(frozen=True)
-class Source:
-    """The device a run was measured on, as projection sees it, and how it was identified."""
-
-    spec: DeviceSpec
-    how: str
-
-
-def resolve_source(
-    device_name: str,
-    device: str,
-    threads: int | None,
-    catalog: Catalog,
-    mode: str = "auto",
-    measure_here: bool = True,
-) -> Source:
-    """Identify the run's device: a catalogue entry (``mode`` auto/catalog) or a measured peak (auto/measured).
-
-    - catalogue: ``device_name`` equal to an entry's key or alias. A per-core CPU
-      entry is scaled by ``threads`` (the run's torch thread count, from env.json),
-      because the run used that many cores.
-    - measured: the cached ``bench.hardware.peak`` result for ``device_name``; if none is
-      cached and the run's device is this machine's (same name), it is measured
-      now (``measure_here``). A peak cached with another thread count than the run
-      used is used anyway, and ``how`` says so.
-
-    Raises ValueError (one line) when neither applies.
-    """
-    from bench.hardware import peak as peak_mod
-
-    if mode in ("auto", "catalog"):
-        spec = catalog.match(device_name)
-        if spec is not None:
-            if spec.per == "core":
-                if not threads:
-                    raise ValueError(f"{spec.key} is a per-core entry and the run records no thread count")
-                spec = spec.times(threads)
-            return Source(spec, f"catalogue entry {spec.label} ({spec.name})")
-        if mode == "catalog":
-            raise ValueError(
-                f"the run's device {device_name!r} is not in the catalogue; add it with --catalog FILE"
-            )
-    result = peak_mod.read_cached(device_name)
-    note = "cached"
-    if result is None and measure_here:
-        from bench.core.device import check_available, parse_device
-        from bench.core.device import device_name as local_name
-
-        try:
-            here = parse_device(device)
-            check_available(here)
-            same_machine = local_name(here) == device_name
-        except ValueError:  # another kind of device than this machine has
-            same_machine = False
-        if same_machine:
-            result = peak_mod.measured_peak(here)
-            note = "measured now"
-    if result is None:
-        raise ValueError(
-            f"the run's device {device_name!r} is not in the catalogue and has no measured peak; "
-            f"run `python -m bench peak` on that machine, or add it with --catalog FILE"
-        )
-    how = f"measured peak of {device_name} ({note}, {result.measured_at})"
-    if threads and result.threads and threads != result.threads:
-        how += f"; WARNING: peak measured with {result.threads} threads, the run used {threads}"
-    return Source(spec_from_peak(result), how)
-
 
 # ----------------------------------------------------------------- calibration
-def efficiencies(
-    cells: pd.DataFrame,
-    profiles: dict[tuple[str, str], ModelProfile | str],
-    source: DeviceSpec,
-    fp32_as: str = "tf32",
-) -> pd.DataFrame:
-    """One row per ok cell: its measured items/s over the source device's roofline bound.
+def efficiencies(cells: pd.DataFrame, source: DeviceSpec, fp32_as: str = "tf32") -> pd.DataFrame:
+    """One row per ok cell: its measured items/s over the source device's roofline bound, and its traffic.
 
-    Cells whose precision the source has no peak for get NaN efficiency (they
-    cannot calibrate anything) and say why in ``reason``.
+    Cells whose precision the source has no peak for, or that record no bytes moved,
+    get NaN efficiency (they cannot calibrate anything) and say why in ``reason``.
     """
     import pandas as pd
 
@@ -375,25 +85,20 @@ def efficiencies(
         (cells["status"] == "ok") & cells["throughput_items_s"].notna() & cells["gflops_per_item"].notna()
     ]
     for cell in ok.itertuples(index=False):
-        profile = profiles.get((cell.model, cell.size))
+        traffic = Traffic.from_row(cell)
         precision = str(cell.precision) if not pd.isna(cell.precision) else "fp32"
         efficiency, reason = math.nan, ""
         key, why = peak_precision(precision, source, fp32_as)
-        if not isinstance(profile, ModelProfile):
-            reason = profile or "no traffic profile"
+        if not isinstance(traffic, Traffic):
+            reason = traffic
         elif key is None:
             reason = why
-        elif precision not in ELEMENT_BYTES:
-            reason = f"precision {precision!r} unknown"
         else:
             flops = float(cell.gflops_per_item) * 1e9
             peak_flops = source.peak_flops(key)
             assert peak_flops is not None
             bound = roofline(
-                flops,
-                profile.bytes_per_item(precision, int(cell.batch_size)),
-                peak_flops,
-                source.bandwidth_bytes_s,
+                flops, traffic.bytes_per_item(int(cell.batch_size)), peak_flops, source.bandwidth_bytes_s
             )
             efficiency = float(cell.throughput_items_s) / bound.items_s
         rows.append(
@@ -409,6 +114,7 @@ def efficiencies(
                 "throughput_items_s": float(cell.throughput_items_s),
                 "efficiency": efficiency,
                 "reason": reason,
+                "traffic": traffic,
             }
         )
     return pd.DataFrame(rows)
@@ -425,7 +131,6 @@ def _nearest(batches: Iterable[int], batch: int) -> int | None:
 # ----------------------------------------------------------------- projection
 def project(
     cells: pd.DataFrame,
-    profiles: dict[tuple[str, str], ModelProfile | str],
     source: Source,
     targets: list[DeviceSpec],
     batch_sizes: tuple[int, ...] | None = None,
@@ -441,7 +146,7 @@ def project(
     """
     import pandas as pd
 
-    eff = efficiencies(cells, profiles, source.spec, fp32_as)
+    eff = efficiencies(cells, source.spec, fp32_as)
     if eff.empty:
         raise ValueError("the run has no ok cells to calibrate from")
     device_names = cells["device_name"].dropna().unique()
@@ -449,10 +154,10 @@ def project(
     wanted = tuple(sorted(set(batch_sizes))) if batch_sizes else tuple(sorted(eff["batch_size"].unique()))
     rows: list[dict[str, Any]] = []
     for target in targets:
-        for (model, size, _pipeline), group in eff.groupby(["model", "size", "pipeline"], sort=False):
+        for _key, group in eff.groupby(["model", "size", "pipeline"], sort=False):
             first = group.iloc[0]
             precision = str(first["precision"])
-            profile = profiles.get((model, size))
+            traffic = first["traffic"]
             key, unsupported = peak_precision(precision, target, fp32_as)
             calibrating, band_cells, note = _calibration_cells(
                 eff, group, precision, source.spec, target, fp32_as
@@ -460,8 +165,8 @@ def project(
             for batch in wanted:
                 row = _base_row(source_run, device_name, source, target, first, batch)
                 rows.append(row)
-                if not isinstance(profile, ModelProfile):
-                    row.update(status="no-profile", reason=profile or "no traffic profile")
+                if not isinstance(traffic, Traffic):
+                    row.update(status="no-profile", reason=traffic)
                     continue
                 if key is None:
                     row.update(status="unsupported", reason=unsupported)
@@ -475,7 +180,7 @@ def project(
                     row.update(status="no-calibration", reason=why)
                     continue
                 central = usable[usable["batch_size"] == near].iloc[0]
-                _fill(row, profile, target, key, precision, batch, central, band, note)
+                _fill(row, traffic, target, key, batch, central, band, note)
     return pd.DataFrame(rows, columns=list(PROJECTION_COLUMNS))
 
 
@@ -551,10 +256,9 @@ def _base_row(
 
 def _fill(
     row: dict[str, Any],
-    profile: ModelProfile,
+    traffic: Traffic,
     target: DeviceSpec,
     key: str,
-    precision: str,
     batch: int,
     central: Any,
     band_cells: pd.DataFrame,
@@ -563,14 +267,14 @@ def _fill(
     peak_flops = target.peak_flops(key)
     assert peak_flops is not None
     flops = float(central["gflops_per_item"]) * 1e9
-    moved = profile.bytes_per_item(precision, batch)
+    moved = traffic.bytes_per_item(batch)
     bound = roofline(flops, moved, peak_flops, target.bandwidth_bytes_s)
     efficiency = float(central["efficiency"])
     lo = min(float(band_cells["efficiency"].min()), efficiency)
     hi = max(float(band_cells["efficiency"].max()), efficiency)
     items, items_lo, items_hi = (e * bound.items_s for e in (efficiency, lo, hi))
-    needed = memory_needed(profile, precision, batch, target.kind)
-    largest = max_batch(profile, precision, target.memory_bytes, target.kind)
+    needed = memory_needed(traffic, batch, target.kind)
+    largest = max_batch(traffic, target.memory_bytes, target.kind)
     fits = batch <= largest
     notes = [note] if note else []
     if efficiency < OVERHEAD_BOUND_EFFICIENCY:

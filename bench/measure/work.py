@@ -153,13 +153,14 @@ def measure_work(module: nn.Module, inputs_at: InputsAt) -> Work:
     """Trace ``module`` at batch 1 and 2 (``inputs_at(b)``: the inputs of one call at batch b, as the
     module takes them): on the meta device, or on the module's own device where meta cannot run it."""
     try:
-        return _traced(module, inputs_at, where=None)
+        return trace_work(module, inputs_at, where=None)
     except Exception:  # cannot run on meta: data-dependent Python, tensors outside the state dict
         home = next((t.device for _, t in _state(module)), torch.device("cpu"))
-        return _traced(module, inputs_at, where=home)
+        return trace_work(module, inputs_at, where=home)
 
 
-def _traced(module: nn.Module, inputs_at: InputsAt, where: torch.device | None) -> Work:
+def trace_work(module: nn.Module, inputs_at: InputsAt, where: torch.device | None) -> Work:
+    """The traces at batch 1 and 2, on the meta device (``where`` None) or on ``where``."""
     counts: dict[int, tuple[int, TrafficTrace, float]] = {}
     for batch in (1, 2):
         inputs = inputs_at(batch)

@@ -11,26 +11,23 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from bench.analysis.projection import (
+from bench.analysis.projection import add_check, efficiencies, emulated, project
+from bench.analysis.roofline import (
     GIB,
     RUNTIME_RESERVE_BYTES,
     WORKSPACE_FRACTION,
-    ModelProfile,
-    Source,
-    add_check,
-    efficiencies,
-    emulated,
+    Traffic,
     max_batch,
     memory_needed,
     peak_precision,
-    profile_model,
-    project,
     roofline,
-    spec_from_peak,
 )
+from bench.analysis.source import Source, spec_from_peak
 from bench.cli import main
+from bench.core.precision import ELEMENT_BYTES
 from bench.hardware import peak
 from bench.hardware.catalog import DeviceSpec, Figure, load_catalog
+from bench.measure.work import Work, measure_work
 from bench.results.schema import cells_frame
 from bench.results.writer import ResultWriter
 from reference_models import get_model
@@ -68,11 +65,24 @@ def device(
     )
 
 
-#: 1000 weights, 10 input elements and 100 written elements per item, 20 written per call
-PROFILE = ModelProfile(
-    model="toy", size="tiny", weight_elems=1000.0, input_elems_per_item=10.0, written_elems_per_item=100.0,
-    written_elems_fixed=20.0, live_elems_per_item=50.0, live_elems_fixed=0.0, n_ops=3,
+#: 1000 weights, 10 input elements and 100 written elements per item, 20 written per call, 50 live per item
+PROFILE = Work(
+    flops_per_item=2e9, flops_fixed=0.0, moved_elems_per_item=10.0 + 2 * 100.0, moved_elems_fixed=1000.0 + 2 * 20.0,
+    live_elems_per_item=50.0 + 10.0, live_elems_fixed=0.0, weight_elems=1000.0, traced_on="meta",
 )  # fmt: skip
+
+
+def work_columns(work: Work, precision: str, batch: int) -> dict[str, float]:
+    """The work columns a run records for a cell of ``work`` (model_bytes: its weights at the precision)."""
+    columns = work.at(batch, precision).columns()
+    return {**columns, "model_bytes": int(work.weight_elems * ELEMENT_BYTES[precision])}
+
+
+def traffic(work: Work, precision: str, batch: int = 1) -> Traffic:
+    row = pd.Series({**work_columns(work, precision, batch), "batch_size": batch})
+    result = Traffic.from_row(row)
+    assert isinstance(result, Traffic)
+    return result
 
 
 # ----------------------------------------------------------------- roofline and traffic, by hand
@@ -94,10 +104,16 @@ def test_roofline_memory_bound() -> None:
 
 def test_bytes_per_item_by_hand() -> None:
     # fp32, batch 2: 4 * (1000/2 + 10 + 2*(100 + 20/2)) = 4 * 730
-    assert PROFILE.bytes_per_item("fp32", 2) == pytest.approx(2920.0)
-    assert PROFILE.bytes_per_item("bf16", 2) == pytest.approx(1460.0)
-    assert PROFILE.bytes_per_item("fp32", 1) == pytest.approx(4 * (1000 + 10 + 2 * 120))
-    assert PROFILE.weight_bytes("int8") == 1000.0
+    assert traffic(PROFILE, "fp32").bytes_per_item(2) == pytest.approx(2920.0)
+    assert traffic(PROFILE, "bf16", batch=8).bytes_per_item(2) == pytest.approx(1460.0)  # any row's batch
+    assert traffic(PROFILE, "fp32").bytes_per_item(1) == pytest.approx(4 * (1000 + 10 + 2 * 120))
+    assert traffic(PROFILE, "int8").weights == 1000.0
+
+
+def test_a_row_without_bytes_moved_has_no_traffic() -> None:
+    older = pd.Series({"batch_size": 1, "model_bytes": 4000, "mb_moved_per_item": math.nan})
+    reason = Traffic.from_row(older)
+    assert isinstance(reason, str) and "schema 3" in reason
 
 
 def test_precision_mapping() -> None:
@@ -112,26 +128,18 @@ def test_precision_mapping() -> None:
     assert peak_precision("int8", t4) == ("int8", "")
 
 
-def test_profile_of_a_reference_model_is_traced_on_meta() -> None:
-    profile = profile_model(get_model("dcgan"), "tiny")
-    params = sum(p.numel() for p in get_model("dcgan").build("tiny").parameters())
-    assert profile.weight_elems >= params
-    assert profile.written_elems_per_item > 0 and profile.live_elems_per_item > 0
-    assert profile.input_elems_per_item > 0 and profile.n_ops > 0
-    assert profile.live_elems_per_item <= profile.written_elems_per_item  # peak live <= everything written
-
-
 # ----------------------------------------------------------------- memory fit
 def test_memory_fit_boundary() -> None:
     # fp32: weights 4000 B; per item (50 live + 10 input) * 4 B * 1.1 = 264 B; reserve 1 GiB on a GPU
     per_item = 60 * 4 * (1 + WORKSPACE_FRACTION)
     fixed = 4000 + RUNTIME_RESERVE_BYTES["gpu"]
-    assert memory_needed(PROFILE, "fp32", 7, "gpu") == pytest.approx(fixed + 7 * per_item)
+    fp32 = traffic(PROFILE, "fp32")
+    assert memory_needed(fp32, 7, "gpu") == pytest.approx(fixed + 7 * per_item)
     memory = fixed + 7 * per_item + per_item / 2  # room for 7.5 items
-    assert max_batch(PROFILE, "fp32", memory, "gpu") == 7
-    assert max_batch(PROFILE, "fp32", fixed + 7 * per_item, "gpu") == 7  # exactly full still fits
-    assert max_batch(PROFILE, "fp32", fixed + per_item / 2, "gpu") == 0  # not even one item
-    assert max_batch(PROFILE, "bf16", memory, "gpu") > 7  # half the bytes
+    assert max_batch(fp32, memory, "gpu") == 7
+    assert max_batch(fp32, fixed + 7 * per_item, "gpu") == 7  # exactly full still fits
+    assert max_batch(fp32, fixed + per_item / 2, "gpu") == 0  # not even one item
+    assert max_batch(traffic(PROFILE, "bf16"), memory, "gpu") > 7  # half the bytes
 
 
 def test_projection_marks_batches_that_do_not_fit() -> None:
@@ -139,7 +147,7 @@ def test_projection_marks_batches_that_do_not_fit() -> None:
     memory = 4000 + RUNTIME_RESERVE_BYTES["gpu"] + 7.5 * per_item
     small = device("small", fp32=1e12, bandwidth=1e11, memory=memory)
     cells = synthetic_cells(small, {("fp32", "fp32"): 0.5})
-    frame = project(cells, {("toy", "tiny"): PROFILE}, Source(small, "test"), [small], batch_sizes=(7, 8))
+    frame = project(cells, Source(small, "test"), [small], batch_sizes=(7, 8))
     by_batch = frame.set_index("batch_size")
     assert by_batch.loc[7, "status"] == "ok" and bool(by_batch.loc[7, "fits"])
     assert by_batch.loc[8, "status"] == "does-not-fit" and not bool(by_batch.loc[8, "fits"])
@@ -151,10 +159,9 @@ def synthetic_cells(
     spec: DeviceSpec,
     efficiency: dict[tuple[str, str], float],
     batches: tuple[int, ...] = (1, 8),
-    gflops: float = 2.0,
     device_name: str = "SYNTH",
     model: str = "toy",
-    profile: ModelProfile = PROFILE,
+    profile: Work = PROFILE,
     fp32_as: str = "tf32",
     efficiency_at: Callable[[int], float] = lambda batch: 1.0,
 ) -> pd.DataFrame:
@@ -166,14 +173,16 @@ def synthetic_cells(
             assert key is not None
             rate = spec.peak_flops(key)
             assert rate is not None
+            columns = work_columns(profile, precision, batch)
             bound = roofline(
-                gflops * 1e9, profile.bytes_per_item(precision, batch), rate, spec.bandwidth_bytes_s
-            )
+                columns["gflops_per_item"] * 1e9, traffic(profile, precision).bytes_per_item(batch), rate,
+                spec.bandwidth_bytes_s,
+            )  # fmt: skip
             rows.append(
                 {
                     "run_id": "synthetic", "cell_id": len(rows), "device": "cuda:0", "device_name": device_name,
                     "model": model, "size": "tiny", "family": "gan", "pipeline": pipeline, "batch_size": batch,
-                    "precision": precision, "status": "ok", "item": "image", "gflops_per_item": gflops,
+                    "precision": precision, "status": "ok", "item": "image", **columns,
                     "throughput_items_s": eff * efficiency_at(batch) * bound.items_s,
                 }
             )  # fmt: skip
@@ -188,13 +197,12 @@ def test_calibration_recovers_efficiency_and_self_projection_round_trips() -> No
     cells = synthetic_cells(
         SOURCE, {("fp32", "fp32"): 0.5, ("channels_last", "fp32"): 0.3, ("bf16", "bf16"): 0.2}
     )
-    profiles = {("toy", "tiny"): PROFILE}
-    eff = efficiencies(cells, profiles, SOURCE)
+    eff = efficiencies(cells, SOURCE)
     assert eff.set_index(["pipeline", "batch_size"])["efficiency"].to_dict() == pytest.approx(
         {("fp32", 1): 0.5, ("fp32", 8): 0.5, ("channels_last", 1): 0.3, ("channels_last", 8): 0.3,
          ("bf16", 1): 0.2, ("bf16", 8): 0.2}
     )  # fmt: skip
-    frame = project(cells, profiles, Source(SOURCE, "test"), [SOURCE])
+    frame = project(cells, Source(SOURCE, "test"), [SOURCE])
     checked = add_check(frame, cells, SOURCE.label)
     assert checked["error_pct"].abs().max() < 1e-9  # well inside the 10% the issue asks for
     assert checked["in_band"].all()
@@ -204,11 +212,11 @@ def test_projection_applies_efficiency_to_the_target_roofline_with_a_band() -> N
     cells = synthetic_cells(
         SOURCE, {("fp32", "fp32"): 0.5, ("channels_last", "fp32"): 0.3, ("bf16", "bf16"): 0.2}
     )
-    frame = project(cells, {("toy", "tiny"): PROFILE}, Source(SOURCE, "test"), [TARGET], batch_sizes=(8,))
+    frame = project(cells, Source(SOURCE, "test"), [TARGET], batch_sizes=(8,))
     rows = frame.set_index("pipeline")
     fp32 = rows.loc["fp32"]
     assert fp32["target_precision"] == "tf32"
-    expected = roofline(2e9, PROFILE.bytes_per_item("fp32", 8), 8e12, 2e11)
+    expected = roofline(2e9, traffic(PROFILE, "fp32").bytes_per_item(8), 8e12, 2e11)
     assert fp32["roofline_items_s"] == pytest.approx(expected.items_s)
     assert fp32["throughput_items_s"] == pytest.approx(0.5 * expected.items_s)
     # the band's low end comes from channels_last, which shares the fp32 family
@@ -230,13 +238,12 @@ def test_central_efficiency_is_from_the_nearest_batch_and_holdout_excludes_it() 
         batches=(1, 8, 64),
         efficiency_at=lambda b: {1: 0.25, 8: 1.0, 64: 1.5}[b],
     )
-    profiles = {("toy", "tiny"): PROFILE}
-    frame = project(cells, profiles, Source(SOURCE, "t"), [SOURCE], batch_sizes=(1, 4, 8, 32))
+    frame = project(cells, Source(SOURCE, "t"), [SOURCE], batch_sizes=(1, 4, 8, 32))
     frame = frame.set_index("batch_size")
     assert frame.loc[4, "calibrated_from"] == "fp32@8"  # log2 distance 1 vs 2
     assert frame.loc[32, "calibrated_from"] == "fp32@64"
     assert frame.loc[1, "efficiency"] == pytest.approx(0.1)
-    held = project(cells, profiles, Source(SOURCE, "t"), [SOURCE], holdout=True).set_index("batch_size")
+    held = project(cells, Source(SOURCE, "t"), [SOURCE], holdout=True).set_index("batch_size")
     assert held.loc[1, "calibrated_from"] == "fp32@8" and held.loc[8, "calibrated_from"] == "fp32@1"
     assert held.loc[1, "efficiency_lo"] == pytest.approx(0.4)
     assert held.loc[1, "efficiency_hi"] == pytest.approx(0.6)
@@ -245,18 +252,18 @@ def test_central_efficiency_is_from_the_nearest_batch_and_holdout_excludes_it() 
 def test_unsupported_precision_and_missing_profile_are_rows_with_reasons() -> None:
     cells = synthetic_cells(SOURCE, {("bf16", "bf16"): 0.2}, batches=(1,))
     no_bf16 = device("old", fp32=1e12, bandwidth=1e11)
-    frame = project(cells, {("toy", "tiny"): PROFILE}, Source(SOURCE, "t"), [no_bf16])
+    frame = project(cells, Source(SOURCE, "t"), [no_bf16])
     assert frame.loc[0, "status"] == "unsupported" and "no bf16 peak" in frame.loc[0, "reason"]
-    frame = project(cells, {("toy", "tiny"): "custom model"}, Source(SOURCE, "t"), [SOURCE])
-    assert frame.loc[0, "status"] == "no-profile" and frame.loc[0, "reason"] == "custom model"
+    older = cells.assign(mb_moved_per_item=math.nan)  # a run written before the bytes-moved columns
+    frame = project(older, Source(SOURCE, "t"), [SOURCE])
+    assert frame.loc[0, "status"] == "no-profile" and "schema 3" in frame.loc[0, "reason"]
 
 
 def test_emulated_precision_is_calibrated_with_fp32_cells() -> None:
     slow_bf16 = device("avx2", fp32=1e11, bandwidth=1e10, bf16=1e9)  # measured: bf16 GEMM 100x slower
     assert emulated(slow_bf16, "bf16") and not emulated(TARGET, "bf16")
     cells = synthetic_cells(slow_bf16, {("fp32", "fp32"): 0.3, ("bf16", "bf16"): 0.9}, batches=(8,))
-    profiles = {("toy", "tiny"): PROFILE}
-    frame = project(cells, profiles, Source(slow_bf16, "t"), [TARGET, slow_bf16])
+    frame = project(cells, Source(slow_bf16, "t"), [TARGET, slow_bf16])
     frame = frame.set_index(["target", "pipeline"])
     on_target = frame.loc[("target", "bf16")]
     assert on_target["efficiency"] == pytest.approx(0.3) and on_target["calibrated_from"] == "fp32@8"
@@ -266,14 +273,14 @@ def test_emulated_precision_is_calibrated_with_fp32_cells() -> None:
 
 def test_overhead_bound_cells_are_flagged() -> None:
     cells = synthetic_cells(SOURCE, {("fp32", "fp32"): 0.001}, batches=(1,))
-    frame = project(cells, {("toy", "tiny"): PROFILE}, Source(SOURCE, "t"), [TARGET])
+    frame = project(cells, Source(SOURCE, "t"), [TARGET])
     assert "overhead" in frame.loc[0, "reason"]
 
 
 # ----------------------------------------------------------------- check against a measured (GPU) run
 def test_check_reports_error_against_a_measured_run_on_the_target() -> None:
     cells = synthetic_cells(SOURCE, {("fp32", "fp32"): 0.5}, batches=(1, 8))
-    frame = project(cells, {("toy", "tiny"): PROFILE}, Source(SOURCE, "t"), [TARGET, SOURCE])
+    frame = project(cells, Source(SOURCE, "t"), [TARGET, SOURCE])
     on_target = synthetic_cells(TARGET, {("fp32", "fp32"): 0.4}, batches=(8,))  # the "GPU run": 20% slower
     checked = add_check(frame, on_target, "target")
     row = checked[(checked["target"] == "target") & (checked["batch_size"] == 8)].iloc[0]
@@ -285,6 +292,11 @@ def test_check_reports_error_against_a_measured_run_on_the_target() -> None:
 
 
 # ----------------------------------------------------------------- the command line
+def dcgan_work() -> Work:
+    spec = get_model("dcgan")
+    return measure_work(spec.build("tiny"), lambda batch: spec.example_inputs(batch, "tiny", 0))
+
+
 def write_run(folder: Path, cells: pd.DataFrame) -> Path:
     writer = ResultWriter(folder)
     writer.rows = [
@@ -296,9 +308,9 @@ def write_run(folder: Path, cells: pd.DataFrame) -> Path:
 
 @pytest.fixture
 def l4_run(tmp_path: Path) -> Path:
-    """A synthetic run of the real dcgan tiny on an L4 (a catalogue device), so the CLI traces a real model."""
+    """A synthetic run of the real dcgan tiny's work on an L4 (a catalogue device)."""
     l4 = load_catalog().devices["l4"]
-    dcgan = profile_model(get_model("dcgan"), "tiny")
+    dcgan = dcgan_work()
     cells = synthetic_cells(
         l4,
         {("fp32", "fp32"): 0.2, ("bf16", "bf16"): 0.1},
@@ -369,7 +381,7 @@ def test_cpu_run_projection_checked_against_a_gpu_run(
     )  # fmt: skip
     peak._write_cache(cpu_peak)
     cpu = spec_from_peak(cpu_peak)
-    dcgan = profile_model(get_model("dcgan"), "tiny")
+    dcgan = dcgan_work()
     cells = synthetic_cells(
         cpu, {("fp32", "fp32"): 0.3}, device_name="Synthetic CPU", model="dcgan", profile=dcgan
     )
