@@ -7,8 +7,11 @@ from parsing device strings in several places).
 
 from __future__ import annotations
 
+import functools
+import platform
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 _DEVICE_RE = re.compile(r"^(cpu|cuda)(?::(\d+))?$")
 
@@ -81,9 +84,19 @@ def device_name(device: Device) -> str:
         import torch
 
         return torch.cuda.get_device_name(device.torch_name)
-    from bench.measure.environment import cpu_model_name
-
     return cpu_model_name()
+
+
+@functools.cache
+def cpu_model_name() -> str:
+    """The CPU's marketing name from /proc/cpuinfo, else platform's best guess."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def emulated_dtype(device: Device, dtype_name: str) -> str | None:

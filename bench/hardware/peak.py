@@ -40,9 +40,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.core.device import Device, check_available, device_name, parse_device
+from bench.core.device import Device, check_available, device_name, parse_device, supports_dtype
 from bench.core.paths import cache_dir
 from bench.core.text import slug
+from bench.measure.clocks import timer_for
 
 CACHE_VERSION = 2  # 2: no CPU int8 rate (torch._int_mm there bounds nothing)
 CPU_SIZES: tuple[int, ...] = (256, 512, 1024, 2048)
@@ -244,9 +245,6 @@ def _copy_rate(
 def _measure_cpu(sizes: tuple[int, ...], copy_mb: int, reps: int, max_seconds: float) -> _Measured:
     import torch
 
-    from bench.core.device import supports_dtype
-    from bench.measure.clocks import timer_for
-
     timer = timer_for(Device("cpu"))
     gen = torch.Generator().manual_seed(0)
 
@@ -309,9 +307,6 @@ def _measure_cuda(
     matmul with TF32 on; both restore the caller's TF32 flags afterwards.
     """
     import torch
-
-    from bench.core.device import supports_dtype
-    from bench.measure.clocks import timer_for
 
     timer = timer_for(device)
     where = torch.device(device.torch_name)

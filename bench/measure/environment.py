@@ -13,23 +13,14 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from bench.core.device import cpu_model_name
+from bench.measure.nvml import gpu_handle
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 TRACKED_PACKAGES = (
     "torch", "numpy", "pandas", "pyarrow", "onnx", "onnxruntime", "onnxruntime-gpu", "onnxscript",
     "tensorrt", "torch-pruning", "nvidia-ml-py", "psutil", "rich",
 )  # fmt: skip
-
-
-@functools.cache
-def cpu_model_name() -> str:
-    """The CPU's marketing name from /proc/cpuinfo, else platform's best guess."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 @functools.cache
@@ -97,8 +88,6 @@ def gpu_info() -> list[dict[str, Any]]:
         )
     try:  # driver version and clocks, where NVML is installed
         import pynvml
-
-        from bench.measure.nvml import gpu_handle
 
         pynvml.nvmlInit()
         driver = pynvml.nvmlSystemGetDriverVersion()
