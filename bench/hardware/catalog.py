@@ -13,7 +13,7 @@ wrong unit or a missing source silently corrupts every number derived from it:
 - every figure names its source, with a year; prices also carry a date and
   ``indicative = true``.
 
-Stdlib only (tomllib, difflib): ``bench devices`` starts fast and this module is
+Stdlib only (tomllib, difflib) besides genbench's errors: ``bench devices`` starts fast and this module is
 safe to import anywhere.
 """
 
@@ -27,6 +27,8 @@ from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
+
+from bench.core.errors import CatalogError, UnknownDeviceError
 
 SCHEMA_VERSION = 1
 PRECISIONS: tuple[str, ...] = ("fp32", "tf32", "fp16", "bf16", "fp8", "int8")
@@ -52,14 +54,6 @@ _TOP_KEYS = {"schema_version", "catalog_version", "updated", "devices"}
 _YEAR = re.compile(r"\b(19|20)\d{2}\b")
 _DATE = re.compile(r"^\d{4}(-\d{2})?$")
 _KEY = re.compile(r"^[a-z0-9][a-z0-9.+-]*$")
-
-
-class CatalogError(ValueError):
-    """A catalogue file that cannot be used; the message is one line naming file and field."""
-
-
-class UnknownDeviceError(ValueError):
-    """A device name that is in no catalogue; the message lists close matches."""
 
 
 @dataclass(frozen=True)
@@ -388,13 +382,3 @@ def _check_unique_names(devices: dict[str, DeviceSpec]) -> None:
             if name in seen and seen[name] != key:
                 raise CatalogError(f"name {name!r} is used by both devices.{seen[name]} and devices.{key}")
             seen[name] = key
-
-
-# ----------------------------------------------------------------- display helpers
-def display_value(figure: Figure | None, unit: str) -> str:
-    """A figure in ``unit`` (one of those UNITS accepts), '-' when absent."""
-    if figure is None:
-        return "-"
-    factors = {u: f for table in UNITS.values() for u, f in table.items()}
-    value = figure.value / factors[unit]
-    return f"{value:,.0f}" if value >= 1e4 else f"{value:.4g}"
