@@ -106,13 +106,14 @@ def _settings(args: argparse.Namespace) -> Any:
 
 
 def _compare_and_report(base: Any, new: Any, args: argparse.Namespace) -> int:
-    from bench.analysis.compare import compare_runs, console_tables, to_csv, to_markdown
+    from bench.analysis.compare import compare_runs
+    from bench.render.compare import console_tables, to_csv, to_markdown
     from bench.results.merge import RunError
 
     comparison = compare_runs(base, new, _settings(args))
     console = _console()
-    for table in console_tables(comparison):
-        console.print(table)
+    for renderable in console_tables(comparison, console.width):
+        console.print(renderable)
     for note in comparison.notes:
         console.print(f"[yellow]note:[/] {note}")
     if args.markdown is not None:
@@ -145,14 +146,13 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.html is None and args.markdown is None:
         raise RunError("say what to write: --html FILE and/or --markdown FILE")
     if args.html is not None:
-        try:
-            import matplotlib  # noqa: F401
-        except ImportError:
-            raise RunError(
-                "the HTML report draws its plots with matplotlib: pip install 'genbench[report]'"
-            ) from None
+        from bench.core.optional import missing
+
+        why = missing("matplotlib")
+        if why is not None:
+            raise RunError(f"the HTML report draws its plots with matplotlib: {why}")
     runs = [load_run(p) for p in args.runs]
-    from bench.analysis.report import write_report
+    from bench.render.html import write_report
 
     try:
         report = write_report(runs, args.html, args.markdown)

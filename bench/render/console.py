@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -17,6 +16,10 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
+
+from bench.analysis.numbers import fixed, psnr
+from bench.render.tables import Cell, Column, Notes, fit_table
 
 
 def make_console(min_width: int = 140) -> Console:
@@ -46,21 +49,10 @@ def cell_progress(console: Console, total: int) -> Iterator[Progress]:
         yield progress
 
 
-def _fmt(value: object, spec: str) -> str:
-    if value is None or value is pd.NA:
-        return "-"
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "-"
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-    return format(value, spec)
-
-
 def with_speedup(frame: pd.DataFrame) -> pd.DataFrame:
     """Add ``speedup_vs_fp32``: throughput over the fp32 row of the same model/size/batch/device.
 
-    The same ratio the HTML report shows (``bench.report.speedups``), keyed by the device of this run.
+    The same ratio the HTML report shows (``bench.analysis.report.speedups``), keyed by the device of this run.
     """
     from bench.analysis.report import speedups
 
@@ -69,46 +61,48 @@ def with_speedup(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def summary_tables(frame: pd.DataFrame) -> list[Table]:
+def summary_tables(frame: pd.DataFrame, width: int = 140) -> list[Table]:
     """One table per model: pipeline, batch, p50, items/s, speedup vs fp32, peak MB, PSNR, status.
 
     Reasons of cells that did not run go in the table's caption, one line per distinct
-    reason, so the table stays readable in an 80-column terminal.
+    reason, so the table stays readable in an 80-column terminal; at a narrow ``width``
+    the peak memory, then the speedup, are left out before anything else.
     """
     tables = []
     frame = with_speedup(frame)
     for (model, size), group in frame.groupby(["model", "size"], sort=False):
         item = str(group["item"].iloc[0])
-        table = Table(title=f"{model} ({size}) on {group['device_name'].iloc[0]}", title_justify="left")
-        for col, justify in [
-            ("pipeline", "left"), ("batch", "right"), ("p50 ms", "right"), (f"{item}/s", "right"),
-            ("speedup", "right"), ("peak MB", "right"), ("PSNR dB", "right"), ("status", "left"),
-        ]:  # fmt: skip
-            table.add_column(col, justify=justify)  # type: ignore[arg-type]
-        reasons: dict[str, int] = {}
+        notes = Notes()
+        rows: list[list[Cell]] = []
         for row in group.sort_values(["batch_size", "cell_id"]).itertuples(index=False):
             peak = row.peak_device_mem_mb if pd.notna(row.peak_device_mem_mb) else row.peak_host_rss_mb
             status = str(row.status)
             shown = status
             if status != "ok":
-                number = reasons.setdefault(str(row.reason), len(reasons) + 1)
-                shown = f"{status} [{number}]"
+                shown = f"{status} {notes.ref(str(row.reason))}"
             if status == "ok" and row.noisy:
                 shown = "noisy"
             if status == "ok" and not pd.isna(row.fidelity_ok) and not bool(row.fidelity_ok):
                 shown += ", low PSNR"
-            table.add_row(
-                str(row.pipeline),
-                str(row.batch_size),
-                _fmt(row.latency_ms_p50, ".2f"),
-                _fmt(row.throughput_items_s, ".1f"),
-                _fmt(row.speedup_vs_fp32, ".2f") + ("x" if pd.notna(row.speedup_vs_fp32) else ""),
-                _fmt(peak, ".0f"),
-                _fmt(row.psnr_db, ".1f"),
-                f"[{STATUS_STYLE.get(status, 'white')}]{shown}[/]",
-            )
-        if reasons:
-            table.caption = "\n".join(f"[{n}] {text}" for text, n in reasons.items())
+            rows.append(
+                [
+                    str(row.pipeline), str(row.batch_size), fixed(row.latency_ms_p50, 2),
+                    fixed(row.throughput_items_s, 1), fixed(row.speedup_vs_fp32, 2, "x"), fixed(peak, 0),
+                    psnr(row.psnr_db), Text(shown, style=STATUS_STYLE.get(status, "")),
+                ]
+            )  # fmt: skip
+        columns = [
+            Column("pipeline", fixed=True), Column.number("batch"), Column.number("p50 ms"), Column.number(f"{item}/s"),
+            Column.number("speedup", drop=1), Column.number("peak MB", drop=2), Column.number("PSNR dB"),
+            Column("status", fixed=True),
+        ]  # fmt: skip
+        table, left_out = fit_table(
+            columns, rows, width, title=f"{model} ({size}) on {group['device_name'].iloc[0]}", title_justify="left",
+            elsewhere="cells.csv has them",
+        )  # fmt: skip
+        caption = [*notes.lines(), left_out]
+        if any(caption):
+            table.caption = "\n".join(line for line in caption if line)
             table.caption_justify = "left"
         tables.append(table)
     return tables

@@ -24,9 +24,9 @@ from bench.analysis.compare import (
     parse_threshold,
     psnr_drop,
     speed_verdict,
-    to_markdown,
 )
 from bench.cli import main
+from bench.render.compare import to_markdown
 from bench.results.baseline import NIGHTLY_THRESHOLD
 from bench.results.merge import load_run, write_run
 from bench.results.schema import SAMPLE_COLUMNS, cells_frame

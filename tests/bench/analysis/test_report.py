@@ -11,8 +11,9 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from bench.analysis.report import build_report, device_labels, pareto_front, to_markdown
+from bench.analysis.report import build_report, device_labels, pareto_front
 from bench.cli import main
+from bench.render.markdown import report_markdown
 from bench.results.merge import load_run
 from tests.bench.analysis.test_compare import cell, lognormal, make_run
 
@@ -143,13 +144,13 @@ def test_html_report_holds_tables_and_embedded_images(
 
 def test_speedup_is_against_fp32_on_the_same_device(tmp_path: Path) -> None:
     cpu, gpu = cpu_and_gpu_runs(tmp_path)
-    report = build_report([load_run(cpu), load_run(gpu)], plots=False)
+    report = build_report([load_run(cpu), load_run(gpu)])
     cells = report.cells.set_index(["device_label", "pipeline", "batch_size"])
     assert cells.loc[("Test GPU", "fp32", 4), "speedup"] == pytest.approx(1.0)
     assert cells.loc[("Test GPU", "fp16", 4), "speedup"] == pytest.approx(2.5, rel=0.1)
     assert cells.loc[("Test CPU", "bf16", 1), "speedup"] == pytest.approx(1 / 0.6, rel=0.1)
     assert math.isnan(cells.loc[("Test CPU", "fp16", 1), "speedup"])
-    md = to_markdown(report)
+    md = report_markdown(report)
     assert "| fp16 | 1 | skipped |" in md  # the CPU column says why there is no number
     assert (
         "| dcgan | tiny | Test GPU | compile | 1 | error | RuntimeError: <inductor> failed & gave up |" in md
