@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -123,103 +122,33 @@ def _catalog(path: Path | None) -> Any:
         raise _usage(str(exc)) from None
 
 
+def _print(*renderables: Any) -> None:
+    """Print tables and notes on a console whose width the tables were fitted to."""
+    console = _console()
+    for renderable in renderables:
+        console.print(renderable)
+
+
 def _console() -> Any:
     from bench.render.console import make_console
 
     return make_console(min_width=160)
 
 
-def _fmt(value: Any, digits: int = 3) -> str:
-    if value is None:
-        return "-"
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return str(value)
-    if math.isnan(number):
-        return "-"
-    if number == 0:
-        return "0"
-    if abs(number) >= 10 ** (digits + 2) or abs(number) < 10 ** (-digits):
-        return f"{number:.{digits - 1}e}"
-    return f"{number:.{digits}g}" if abs(number) < 10**digits else f"{number:,.0f}"
-
-
 # ----------------------------------------------------------------- devices
 def cmd_devices(args: argparse.Namespace) -> int:
-    from rich.table import Table
-
-    from bench.hardware.catalog import PRECISIONS, display_value
+    from bench.render.hardware import devices_tables
 
     catalog = _catalog(args.catalog)
-    console = _console()
-    table = Table(
-        title=f"device catalogue {catalog.version} ({', '.join(catalog.files)}): dense peaks, TFLOPS (int8: TOPS); "
-        "* = the vendor also quotes 2x with sparsity",
-        title_justify="left",
-    )
-    for col in (
-        "key",
-        "name",
-        "kind",
-        *PRECISIONS,
-        "memory GiB",
-        "bandwidth GB/s",
-        "TDP W",
-        "price USD",
-        "cloud USD/h",
-    ):
-        table.add_column(
-            col, justify="left" if col in ("key", "name", "kind") else "right", no_wrap=col != "name"
-        )
-    for key, spec in catalog.devices.items():
-        peaks = []
-        for precision in PRECISIONS:
-            fig = spec.peak[precision]
-            unit = "TOPS" if precision == "int8" else "TFLOPS"
-            peaks.append("-" if fig is None else display_value(fig, unit) + ("*" if fig.sparse else ""))
-        kind = spec.kind + (" (per core)" if spec.per == "core" else "")
-        table.add_row(
-            key, spec.name, kind, *peaks,
-            display_value(spec.memory, "GiB"), display_value(spec.memory_bandwidth, "GB/s"),
-            display_value(spec.tdp, "W"), "~" + display_value(spec.price, "USD"),
-            "~" + display_value(spec.cloud_price, "USD/h"),
-        )  # fmt: skip
-    console.print(table)
-    console.print(
-        "prices are indicative (rounded; dated in the catalogue): `--sources` lists every figure's source"
-    )
-    if args.sources:
-        sources = Table(title="sources", title_justify="left")
-        for col in ("key", "figure", "value", "date", "source"):
-            sources.add_column(col)
-        for key, spec in catalog.devices.items():
-            figures: list[tuple[str, Any]] = [(f"peak.{p}", spec.peak[p]) for p in PRECISIONS]
-            figures += [
-                (f, getattr(spec, f)) for f in ("memory", "memory_bandwidth", "tdp", "price", "cloud_price")
-            ]
-            for name, fig in figures:
-                if fig is None:
-                    p = name.removeprefix("peak.")
-                    sources.add_row(key, name, "unsupported", "", spec.unsupported.get(p, ""))
-                    continue
-                from bench.hardware.catalog import UNITS
-
-                factor = {u: f for t in UNITS.values() for u, f in t.items()}[fig.unit]
-                value = f"{fig.value / factor:g} {fig.unit}" + (
-                    f" ({fig.sparse / factor:g} sparse)" if fig.sparse else ""
-                )
-                sources.add_row(key, name, value, fig.date or "", fig.source)
-        console.print(sources)
+    _print(*devices_tables(catalog, _console().width, sources=args.sources))
     return 0
 
 
 # ----------------------------------------------------------------- peak
 def cmd_peak(args: argparse.Namespace) -> int:
-    from rich.table import Table
-
     from bench.core.device import best_available, check_available, parse_device
     from bench.hardware.peak import cache_path, measured_peak
+    from bench.render.hardware import peak_table
 
     try:
         device = parse_device(args.device) if args.device else best_available()
@@ -233,22 +162,8 @@ def cmd_peak(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result.to_json(), indent=2))
         return 0
-    table = Table(
-        title=f"measured peak: {result.device_name} ({result.device}, {result.threads or 'all'} threads, "
-        f"torch {result.torch_version}, {result.measured_at})",
-        title_justify="left",
-    )
-    for col in ("what", "rate", "note"):
-        table.add_column(col)
-    for dtype in ("fp32", "tf32", "fp16", "bf16", "int8"):
-        if dtype in result.flops:
-            unit = "TOPS" if dtype == "int8" else "TFLOPS"
-            sizes = [d["n"] for d in result.details if d["dtype"] == dtype]
-            table.add_row(dtype, f"{result.flops[dtype] / 1e12:.4g} {unit}", f"best of n = {sizes}")
-        else:
-            table.add_row(dtype, "-", f"skipped: {result.skipped.get(dtype, 'not measured')}")
-    table.add_row("copy", f"{result.copy_bytes_s / 1e9:.4g} GB/s", "bytes read + written per second")
-    console.print(table)
+    for renderable in peak_table(result, console.width):
+        console.print(renderable)
     console.print(f"cached in {cache_path(result.device_name)}")
     return 0
 
@@ -268,7 +183,7 @@ def _batch_sizes(text: str | None) -> tuple[int, ...] | None:
 
 def _run_facts(path: Path) -> tuple[Any, str, str, int | None, str]:
     """Cells, device_name, device, torch threads and run id of a run folder (one device per run)."""
-    from bench.results.schema import read_cells
+    from bench.results.store import read_cells
 
     try:
         cells = read_cells(path)
@@ -291,25 +206,9 @@ def _run_facts(path: Path) -> tuple[Any, str, str, int | None, str]:
     return cells, str(names[0]), str(devices[0]) if len(devices) else "cpu", threads, run_id
 
 
-def _profiles(cells: Any) -> dict[tuple[str, str], Any]:
-    """Traffic profiles of the run's reference models; custom models cannot be rebuilt from a run."""
-    from bench.analysis.projection import profile_model
-    from reference_models import MODELS
-
-    profiles: dict[tuple[str, str], Any] = {}
-    for model, size in cells[["model", "size"]].drop_duplicates().itertuples(index=False):
-        spec = MODELS.get(model)
-        if spec is None or size not in spec.sizes:
-            profiles[(model, size)] = (
-                f"{model!r} is not a reference model: its graph cannot be traced from the run"
-            )
-            continue
-        profiles[(model, size)] = profile_model(spec, size)
-    return profiles
-
-
 def cmd_project(args: argparse.Namespace) -> int:
-    from bench.analysis.projection import Source, add_check, project, resolve_source, tidy
+    from bench.analysis.projection import add_check, project, tidy
+    from bench.analysis.source import Source, resolve_source
     from bench.hardware.catalog import UnknownDeviceError
 
     batch_sizes = _batch_sizes(args.batch_sizes)
@@ -340,9 +239,7 @@ def cmd_project(args: argparse.Namespace) -> int:
             check_target = source.spec
         else:
             try:
-                check_target = resolve_source(
-                    check_name, check_device, check_threads, catalog, "auto", False
-                ).spec
+                check_target = resolve_source(check_name, check_device, check_threads, catalog, "auto").spec
             except ValueError as exc:
                 raise _usage(f"--check: {exc}") from None
         if all(t.label != check_target.label for t in targets):
@@ -352,7 +249,6 @@ def cmd_project(args: argparse.Namespace) -> int:
     try:
         frame = project(
             cells,
-            _profiles(cells),
             source,
             targets,
             batch_sizes,
@@ -373,87 +269,6 @@ def cmd_project(args: argparse.Namespace) -> int:
 
 
 def _print_projection(frame: Any, source: Any, check: Any, csv: Path, args: argparse.Namespace) -> None:
-    from rich.table import Table
+    from bench.render.hardware import projection_tables
 
-    console = _console()
-    console.print(f"[bold]projection[/] of {args.from_run}: calibrated on {source.how}")
-    with_check = check is not None
-    table = Table(
-        title="projected throughput = efficiency on the measured device x the target's roofline bound "
-        "(band: min..max efficiency over the pipeline family's cells)",
-        title_justify="left",
-    )
-    cols = [
-        "target", "model", "pipeline", "batch", "peak", "bound", "items/s", "band", "latency ms",
-        "fits (max batch)", "items/s per k$", "$ per M items", "items/J",
-    ]  # fmt: skip
-    cols.append("notes")
-    if with_check:
-        cols += ["measured", "error"]
-    for col in cols:
-        table.add_column(
-            col,
-            justify="left" if col in ("target", "model", "pipeline", "peak", "bound", "notes") else "right",
-        )
-    for r in frame.itertuples(index=False):
-        status = r.status
-        if status in ("ok", "does-not-fit"):
-            peak = f"{r.target_precision} {_fmt(r.target_peak_tflops)}T"
-            fits = f"yes ({r.max_batch})" if bool(r.fits) else f"does not fit ({r.max_batch})"
-        else:
-            peak, fits = "-", "-"
-        if status == "ok":
-            items = _fmt(r.throughput_items_s)
-            band = f"{_fmt(r.throughput_items_s_lo)}..{_fmt(r.throughput_items_s_hi)}"
-            latency = _fmt(r.latency_ms)
-        elif status == "does-not-fit":
-            items, band, latency = "does not fit", "", ""
-        else:
-            items, band, latency = status, str(r.reason)[:60], ""
-        bound = str(r.bound) if status in ("ok", "does-not-fit") else "-"
-        row = [
-            r.target, f"{r.model} {r.size}", r.pipeline, str(r.batch_size), peak, bound, items, band, latency, fits,
-            _fmt(r.items_s_per_kusd), _fmt(r.usd_per_million_items), _fmt(r.items_per_joule),
-            _tags(r.reason) if status == "ok" else "",
-        ]  # fmt: skip
-        if with_check:
-            err = r.error_pct
-            row += [_fmt(r.measured_items_s), "-" if _nan(err) else f"{float(err):+.1f}%"]
-        table.add_row(*row)
-    console.print(table)
-    if with_check:
-        _, target, path = check
-        rows = frame[(frame["target"] == target.label) & frame["error_pct"].notna()]
-        if rows.empty:
-            console.print(f"--check {path}: no projected cell matches a measured ok cell on {target.label}")
-        else:
-            errors = rows["error_pct"].astype(float).abs()
-            in_band = rows["in_band"].astype("boolean").fillna(False).astype(bool)
-            console.print(
-                f"--check {path} ({target.label}): {len(rows)} cells, median |error| {errors.median():.1f}%, "
-                f"max |error| {errors.max():.1f}%, {int(in_band.sum())}/{len(rows)} measured values inside the band"
-                + (" [holdout]" if args.holdout else "")
-            )
-    console.print(
-        "notes: fp32-calibrated = precision emulated on the measured device, calibrated with its fp32 cells; "
-        "overhead-bound = under 1% of the roofline bound there (see the CSV's reason column)"
-    )
-    console.print(f"table written to {csv}")
-
-
-def _tags(reason: Any) -> str:
-    """Short flags for the table; the CSV's reason column has the full text."""
-    text = reason if isinstance(reason, str) else ""
-    tags = []
-    if "emulated" in text:
-        tags.append("fp32-calibrated")
-    if "overhead" in text:
-        tags.append("overhead-bound: unreliable")
-    return ", ".join(tags)
-
-
-def _nan(value: Any) -> bool:
-    try:
-        return math.isnan(float(value))
-    except (TypeError, ValueError):
-        return True
+    _print(*projection_tables(frame, source, check, csv, args.from_run, args.holdout, _console().width))
