@@ -1,17 +1,22 @@
-"""Optimization passes: artifact in, artifact out, registered by name.
+"""Optimization passes: artifact in, artifact out, registered by name, checked in order before anything runs.
 
 Importing the package registers the built-in passes (one module per family);
 heavy libraries (onnxruntime, tensorrt, torch_pruning) are imported inside the
 passes that need them. Third-party passes come in through the
-``genbench.passes`` entry-point group, loaded on the first lookup.
+``genbench.passes`` entry-point group, loaded on the first lookup. From Python:
+``Pipeline.of(Prune(ratio=0.5), Int8())`` is ``parse_pipeline("prune:0.5+int8")``.
 """
 
 from bench.core.artifact import Artifact, OnnxArtifact, TensorRTArtifact, TorchArtifact
 from bench.core.errors import NotApplicable, PipelineError
-from optimizers import onnx_passes, pruning, quantize, tensorrt_pass, torch_passes  # noqa: E402, F401, I001
+from optimizers import onnx_passes, pruning, quantize, sparsity, tensorrt_pass, torch_passes  # noqa: F401, I001
+from optimizers.onnx_passes import Onnx, Ort
+from optimizers.pruning import Prune
+from optimizers.quantize import Int8, Int8Dynamic, Pt2eInt8
 from optimizers.registry import (
     ENTRY_POINT_GROUP,
     PASSES,
+    ArtifactState,
     Pass,
     PassContext,
     Pipeline,
@@ -19,17 +24,36 @@ from optimizers.registry import (
     parse_pipeline,
     register_pass,
 )
+from optimizers.sparsity import Sparse24, Sparsity
+from optimizers.tensorrt_pass import TensorRT
+from optimizers.torch_passes import Bf16, ChannelsLast, Compile, CudaGraph, Fp16, Fp32
 
 __all__ = [
     "ENTRY_POINT_GROUP",
     "PASSES",
     "Artifact",
+    "ArtifactState",
+    "Bf16",
+    "ChannelsLast",
+    "Compile",
+    "CudaGraph",
+    "Fp16",
+    "Fp32",
+    "Int8",
+    "Int8Dynamic",
     "NotApplicable",
     "OnnxArtifact",
+    "Onnx",
+    "Ort",
     "Pass",
     "PassContext",
     "Pipeline",
     "PipelineError",
+    "Prune",
+    "Pt2eInt8",
+    "Sparse24",
+    "Sparsity",
+    "TensorRT",
     "TensorRTArtifact",
     "TorchArtifact",
     "all_passes",

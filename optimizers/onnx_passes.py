@@ -17,30 +17,25 @@ import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal, Self, get_args
 
 import torch
 
 from bench.core.artifact import Artifact, OnnxArtifact, TorchArtifact, present_inputs
 from bench.core.device import Device
-from bench.core.errors import PipelineError
 from bench.core.onnx_names import input_name, output_names
 from bench.core.optional import missing
 from bench.core.text import one_line
-from bench.runtimes.ort import check_provider, default_provider, provider_unavailable
-from optimizers.registry import Pass, PassContext, register_pass
+from bench.runtimes.ort import PROVIDERS, default_provider, provider_unavailable
+from optimizers.base import Pass, PassContext, check_choice, register_pass
+from optimizers.state import ArtifactState
 
 #: opset of the TorchScript exporter: 17 has LayerNormalization and is run by every onnxruntime >= 1.14
 TORCHSCRIPT_OPSET = 17
 #: above this many parameter bytes, weights go to an external ``.data`` file (protobuf's 2 GiB limit)
 EXTERNAL_DATA_BYTES = 1_500_000_000
-EXPORTERS: tuple[str, ...] = ("torchscript", "dynamo")
-
-
-def onnx_artifact(artifact: Artifact, pass_name: str) -> OnnxArtifact:
-    if not isinstance(artifact, OnnxArtifact):
-        raise TypeError(f"{pass_name} expects an onnx artifact, got {artifact.kind}")
-    return artifact
+Exporter = Literal["torchscript", "dynamo"]
+EXPORTERS: tuple[str, ...] = get_args(Exporter)
 
 
 @contextlib.contextmanager
@@ -153,27 +148,34 @@ class Onnx(Pass):
     summary = "export to ONNX (TorchScript exporter, dynamo fallback); runs on ONNX Runtime"
     exporters: ClassVar[tuple[str, ...]] = EXPORTERS
 
-    def __init__(self, arg: str | None = None) -> None:
-        if arg is not None and arg not in EXPORTERS:
-            raise PipelineError(f"onnx exporter {arg!r} unknown; choose from {', '.join(EXPORTERS)}")
-        self.arg = arg
+    def __init__(self, *, exporter: Exporter | None = None) -> None:
+        self.exporter = None if exporter is None else check_choice(self.name, "exporter", exporter, EXPORTERS)
+        self.arg = exporter
+
+    @classmethod
+    def from_arg(cls, arg: str | None) -> Self:
+        return cls(exporter=arg)  # type: ignore[arg-type]  # any text: __init__ checks it
 
     def available(self) -> str | None:
-        return missing("onnx", "onnxscript") if self.arg == "dynamo" else missing("onnx")
+        return missing("onnx", "onnxscript") if self.exporter == "dynamo" else missing("onnx")
 
-    def apply(self, artifact: Artifact, ctx: PassContext) -> Artifact:
-        if not isinstance(artifact, TorchArtifact):
-            raise TypeError(f"onnx expects a torch artifact, got {artifact.kind}")
-        art = artifact
-        if art.compiled:
-            raise PipelineError(
-                "onnx cannot export a torch.compile'd module: drop 'compile' from this pipeline"
+    def refuses(self, state: ArtifactState) -> str | None:
+        if state.compiled:
+            return (
+                "onnx cannot export a module that is already compiled (by compile, cudagraph or pt2e-int8): "
+                "they and onnx are two routes, not steps of one pipeline; drop one"
             )
-        if art.precision == "bf16" or art.input_dtype == torch.bfloat16:
-            raise PipelineError(
+        if state.precision == "bf16":
+            return (
                 "onnx cannot export bf16: ONNX Conv has no bfloat16 before opset 22 and onnxruntime's CPU EP "
                 "has no bf16 kernels; export fp32 (or fp16)"
             )
+        if state.sparse24:
+            return "onnx cannot export 2:4 semi-structured weights (no ONNX op runs them): drop sparse24"
+        return super().refuses(state)
+
+    def apply(self, artifact: Artifact, ctx: PassContext) -> Artifact:
+        art = self.require(artifact, TorchArtifact)
         module = art.module
         inputs = _export_inputs(art, ctx)
         with torch.inference_mode():
@@ -184,7 +186,7 @@ class Onnx(Pass):
         path = Path(ctx.workdir) / "model.onnx"
         path.parent.mkdir(parents=True, exist_ok=True)
 
-        order = (self.arg,) if self.arg else EXPORTERS
+        order = (self.exporter,) if self.exporter else EXPORTERS
         failures: list[str] = []
         for exporter in order:
             t0 = time.perf_counter()
@@ -230,21 +232,23 @@ class Ort(Pass):
     summary = "run on ONNX Runtime; ort:cpu / ort:cuda / ort:trt picks the execution provider"
     implicit_from: ClassVar[dict[str, str]] = {"torch": "onnx"}
 
-    def __init__(self, arg: str | None = None) -> None:
-        if arg is not None:
-            try:
-                check_provider(arg)
-            except ValueError as exc:
-                raise PipelineError(str(exc)) from None
-        self.arg = arg
+    def __init__(self, *, provider: str | None = None) -> None:
+        self.provider = (
+            None if provider is None else check_choice(self.name, "provider", provider, tuple(PROVIDERS))
+        )
+        self.arg = provider
+
+    @classmethod
+    def from_arg(cls, arg: str | None) -> Self:
+        return cls(provider=arg)
 
     def available(self) -> str | None:
         return missing("onnxruntime")
 
     def applies_to(self, device: Device) -> str | None:
-        return provider_unavailable(self.arg, device)
+        return provider_unavailable(self.provider, device)
 
     def apply(self, artifact: Artifact, ctx: PassContext) -> Artifact:
-        art = onnx_artifact(artifact, self.name)
-        provider = self.arg or default_provider(ctx.device)
+        art = self.require(artifact, OnnxArtifact)
+        provider = self.provider or default_provider(ctx.device)
         return art.evolve(provider=provider, notes=(*art.notes, f"provider={provider}"))

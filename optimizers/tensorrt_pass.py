@@ -27,20 +27,21 @@ import hashlib
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Self, get_args
 
 import torch
 
 from bench.core.artifact import Artifact, OnnxArtifact, TensorRTArtifact
 from bench.core.device import Device
-from bench.core.errors import PipelineError
 from bench.core.optional import missing
 from bench.core.paths import cache_dir
 from bench.core.text import slug
 from bench.runtimes.tensorrt import torch_dtype, trt_logger
-from optimizers.registry import Pass, PassContext, register_pass
+from optimizers.base import Pass, PassContext, check_choice, register_pass
+from optimizers.state import ArtifactState
 
-TRT_MODES = ("fp32", "fp16", "bf16", "int8", "best")
+TrtMode = Literal["fp32", "fp16", "bf16", "int8", "best"]
+TRT_MODES: tuple[str, ...] = get_args(TrtMode)
 #: modes that set precision flags, TensorRT's weak-typing API (removed in TensorRT 11)
 WEAK_TYPED_MODES = ("fp16", "bf16", "int8", "best")
 #: bump when the build recipe below changes, so engines built by an older recipe are not reused
@@ -88,14 +89,17 @@ class TensorRT(Pass):
     implicit_from = {"torch": "onnx"}
     summary = "build a TensorRT engine from the ONNX model (tensorrt:fp16|bf16|int8|best)"
 
-    def __init__(self, arg: str | None = None) -> None:
-        if arg is not None and arg not in TRT_MODES:
-            raise PipelineError(f"tensorrt mode {arg!r} unknown; choose from {', '.join(TRT_MODES)}")
-        self.arg = arg
+    def __init__(self, *, mode: TrtMode | None = None) -> None:
+        self.mode: str = "fp32" if mode is None else check_choice(self.name, "mode", mode, TRT_MODES)
+        self.arg = mode
 
-    @property
-    def mode(self) -> str:
-        return self.arg or "fp32"
+    @classmethod
+    def from_arg(cls, arg: str | None) -> Self:
+        return cls(mode=arg)  # type: ignore[arg-type]  # any text: __init__ checks it
+
+    def after(self, state: ArtifactState) -> ArtifactState:
+        # fp32 mode builds the network in the precision the ONNX model carries (fp16+tensorrt is fp16).
+        return ArtifactState(kind="tensorrt", precision=_PRECISION.get(self.mode, state.precision))
 
     def available(self) -> str | None:
         return missing("tensorrt")
@@ -117,15 +121,13 @@ class TensorRT(Pass):
         return None
 
     def apply(self, artifact: Artifact, ctx: PassContext) -> Artifact:
+        artifact = self.require(artifact, OnnxArtifact)
         import tensorrt as trt
 
-        if not isinstance(artifact, OnnxArtifact):
-            raise TypeError(f"tensorrt needs an ONNX artifact, got {artifact.kind}")
         gpu = torch.cuda.get_device_name(ctx.device.torch_name)
         key = engine_key(ctx, artifact.path, self.mode, trt.__version__, gpu)
         engine_path = engine_dir() / f"{key}.engine"
-        # fp32 mode builds the network in the precision the ONNX model carries (fp16+tensorrt is fp16).
-        precision = _PRECISION.get(self.mode, artifact.precision)
+        precision = self.after(ArtifactState.of(artifact)).precision
         if engine_path.is_file():
             note = f"tensorrt engine cache hit {key}"
         else:

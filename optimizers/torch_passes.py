@@ -1,22 +1,16 @@
-"""Passes that stay in PyTorch: precision casts, memory format, torch.compile."""
+"""Passes that stay in PyTorch: precision casts, memory format, torch.compile, CUDA graphs."""
 
 from __future__ import annotations
 
 import copy
-from typing import ClassVar
+from typing import ClassVar, Literal, Self, get_args
 
 import torch
 
 from bench.core.artifact import Artifact, TorchArtifact, present_inputs
 from bench.core.device import Device, emulated_dtype, supports_dtype
-from bench.core.errors import PipelineError
-from optimizers.registry import Pass, PassContext, register_pass
-
-
-def _torch_artifact(artifact: Artifact) -> TorchArtifact:
-    if not isinstance(artifact, TorchArtifact):
-        raise TypeError(f"expected a torch artifact, got {artifact.kind}")
-    return artifact
+from optimizers.base import Pass, PassContext, check_choice, compiled_refusal, register_pass
+from optimizers.state import ArtifactState
 
 
 @register_pass
@@ -26,8 +20,16 @@ class Fp32(Pass):
     name = "fp32"
     summary = "fp32 eager baseline (no change)"
 
+    def refuses(self, state: ArtifactState) -> str | None:
+        if state.precision != "fp32":
+            return (
+                f"fp32 changes nothing, so the model stays {state.precision}: "
+                f"drop fp32 from the pipeline (it is the baseline on its own)"
+            )
+        return super().refuses(state)
+
     def apply(self, artifact: Artifact, ctx: PassContext) -> Artifact:
-        return _torch_artifact(artifact)
+        return self.require(artifact, TorchArtifact)
 
 
 class _CastPass(Pass):
@@ -41,10 +43,20 @@ class _CastPass(Pass):
     def default_exclusion(self, device: Device) -> str | None:
         return emulated_dtype(device, self.name)
 
+    def refuses(self, state: ArtifactState) -> str | None:
+        if state.compiled:
+            return compiled_refusal(self.name)
+        if state.precision != "fp32":
+            return (
+                f"{self.name} casts the fp32 model, and this one is already {state.precision}: keep one cast"
+            )
+        return super().refuses(state)
+
+    def after(self, state: ArtifactState) -> ArtifactState:
+        return state.evolve(precision=self.name)
+
     def apply(self, artifact: Artifact, ctx: PassContext) -> Artifact:
-        art = _torch_artifact(artifact)
-        if art.compiled:
-            raise PipelineError(f"{self.name} must come before compile")
+        art = self.require(artifact, TorchArtifact)
         module = copy.deepcopy(art.module).to(self.dtype)
         return art.evolve(module=module, precision=self.name, input_dtype=self.dtype)
 
@@ -70,15 +82,20 @@ class ChannelsLast(Pass):
     name = "channels_last"
     summary = "NHWC memory format for convolution weights and inputs"
 
+    def refuses(self, state: ArtifactState) -> str | None:
+        return compiled_refusal(self.name) if state.compiled else super().refuses(state)
+
+    def after(self, state: ArtifactState) -> ArtifactState:
+        return state.evolve(channels_last=True)
+
     def apply(self, artifact: Artifact, ctx: PassContext) -> Artifact:
-        art = _torch_artifact(artifact)
-        if art.compiled:
-            raise PipelineError("channels_last must come before compile")
+        art = self.require(artifact, TorchArtifact)
         module = copy.deepcopy(art.module).to(memory_format=torch.channels_last)
         return art.evolve(module=module, channels_last=True)
 
 
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+CompileMode = Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]
+COMPILE_MODES: tuple[str, ...] = get_args(CompileMode)
 
 
 @register_pass
@@ -89,37 +106,47 @@ class Compile(Pass):
     name = "compile"
     summary = "torch.compile with Inductor; compile:MODE picks the mode"
 
-    def __init__(self, arg: str | None = None) -> None:
-        if arg is not None and arg not in COMPILE_MODES:
-            raise PipelineError(f"compile mode {arg!r} unknown; choose from {', '.join(COMPILE_MODES)}")
-        self.arg = arg
+    def __init__(self, *, mode: CompileMode | None = None) -> None:
+        self.mode: str = "default" if mode is None else check_choice(self.name, "mode", mode, COMPILE_MODES)
+        self.arg = mode
+
+    @classmethod
+    def from_arg(cls, arg: str | None) -> Self:
+        return cls(mode=arg)  # type: ignore[arg-type]  # any text: __init__ checks it
 
     def default_exclusion(self, device: Device) -> str | None:
-        if self.arg and "autotune" in self.arg and not device.is_cuda:
+        if "autotune" in self.mode and not device.is_cuda:
             return "autotuning targets GPU kernels; on CPU ask for it explicitly"
         return None
 
     def applies_to(self, device: Device) -> str | None:
-        if self.arg == "reduce-overhead" and not device.is_cuda:
+        if self.mode == "reduce-overhead" and not device.is_cuda:
             return "reduce-overhead uses CUDA graphs; it has no effect on CPU"
         return None
 
+    def refuses(self, state: ArtifactState) -> str | None:
+        if state.compiled:
+            return (
+                "compile cannot compile what compile, cudagraph or pt2e-int8 already wrapped: compile once "
+                "(compile:reduce-overhead adds CUDA graphs)"
+            )
+        return super().refuses(state)
+
+    def after(self, state: ArtifactState) -> ArtifactState:
+        return state.evolve(compiled=True)
+
     def apply(self, artifact: Artifact, ctx: PassContext) -> Artifact:
-        art = _torch_artifact(artifact)
-        if art.compiled:
-            raise PipelineError("compile appears twice in the pipeline")
+        art = self.require(artifact, TorchArtifact)
         module = copy.deepcopy(art.module)
         # Dynamo keeps state per code object for the whole process: after a batch-1 cell, the
         # batch-8 cell of the same model would compile a dynamic-batch graph ("automatic
         # dynamic"). Each cell gets what a fresh process would build: a static graph.
         torch.compiler.reset()
-        compiled = torch.compile(module, mode=self.arg or "default", dynamic=False)
+        compiled = torch.compile(module, mode=self.mode, dynamic=False)
         inputs = present_inputs(ctx.example_inputs, ctx.device.torch_name, art.input_dtype, art.channels_last)
         with torch.inference_mode():
             compiled(*inputs)
-        return art.evolve(
-            module=compiled, compiled=True, notes=(*art.notes, f"compile mode={self.arg or 'default'}")
-        )
+        return art.evolve(module=compiled, compiled=True, notes=(*art.notes, f"compile mode={self.mode}"))
 
 
 class _GraphReplay(torch.nn.Module):
@@ -171,12 +198,19 @@ class CudaGraph(Pass):
     def applies_to(self, device: Device) -> str | None:
         return None if device.is_cuda else "CUDA graphs need an NVIDIA GPU"
 
-    def apply(self, artifact: Artifact, ctx: PassContext) -> Artifact:
-        art = _torch_artifact(artifact)
-        if art.compiled:
-            raise PipelineError(
-                "cudagraph cannot wrap a compiled module; use compile:reduce-overhead instead"
+    def refuses(self, state: ArtifactState) -> str | None:
+        if state.compiled:
+            return (
+                "cudagraph cannot capture what compile, cudagraph or pt2e-int8 already wrapped: "
+                "for compile with CUDA graphs use compile:reduce-overhead"
             )
+        return super().refuses(state)
+
+    def after(self, state: ArtifactState) -> ArtifactState:
+        return state.evolve(compiled=True)
+
+    def apply(self, artifact: Artifact, ctx: PassContext) -> Artifact:
+        art = self.require(artifact, TorchArtifact)
         inputs = present_inputs(ctx.example_inputs, ctx.device.torch_name, art.input_dtype, art.channels_last)
         module = _GraphReplay(copy.deepcopy(art.module), inputs)
         return art.evolve(module=module, compiled=True, notes=(*art.notes, "cuda graph replay"))

@@ -14,16 +14,9 @@ from bench.core.artifact import TorchArtifact
 from bench.core.device import Device
 from bench.core.errors import PipelineError
 from bench.measure.work import count_flops
-from optimizers.pruning import (
-    DEFAULT_RATIO,
-    Prune,
-    Sparse24,
-    Sparsity,
-    mask_2_4,
-    prune_channels,
-    trace_inputs,
-)
+from optimizers.pruning import DEFAULT_RATIO, Prune, prune_channels, trace_inputs
 from optimizers.registry import all_passes, parse_pipeline
+from optimizers.sparsity import Sparse24, Sparsity, mask_2_4
 from reference_models import get_model
 from tests.conftest import pass_context
 
@@ -81,7 +74,7 @@ def test_prune_pass_leaves_its_input_alone_and_cuts_params_and_flops(model: str)
 
     art = TorchArtifact(module=original)
     inputs = spec.example_inputs(2, "tiny", 0)
-    pruned = Prune("0.5").apply(art, _ctx(inputs))
+    pruned = Prune(ratio=0.5).apply(art, _ctx(inputs))
 
     assert isinstance(pruned, TorchArtifact) and pruned.module is not original
     assert _n_params(original) == before[0]
@@ -153,10 +146,10 @@ def test_prune_refuses_non_fp32_and_compiled_artifacts() -> None:
         module=spec.build("tiny").to(torch.bfloat16), precision="bf16", input_dtype=torch.bfloat16
     )
     with pytest.raises(PipelineError, match="put prune first"):
-        Prune("0.5").apply(bf16, _ctx(inputs))
+        Prune(ratio=0.5).apply(bf16, _ctx(inputs))
     compiled = TorchArtifact(module=spec.build("tiny"), compiled=True)
-    with pytest.raises(PipelineError, match="before compile"):
-        Prune("0.5").apply(compiled, _ctx(inputs))
+    with pytest.raises(PipelineError, match="already compiled"):
+        Prune(ratio=0.5).apply(compiled, _ctx(inputs))
 
 
 def test_prune_reports_a_missing_torch_pruning(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -164,9 +157,9 @@ def test_prune_reports_a_missing_torch_pruning(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr(
         importlib.util, "find_spec", lambda name, *a: None if name == "torch_pruning" else real(name, *a)
     )
-    reason = Prune("0.5").available()
+    reason = Prune(ratio=0.5).available()
     assert reason is not None and "torch-pruning" in reason
-    assert Prune("0.5").applies_to(Device("cpu")) == reason
+    assert Prune(ratio=0.5).applies_to(Device("cpu")) == reason
 
 
 # ----------------------------------------------------------------------------- arguments and pipelines
@@ -184,7 +177,10 @@ def test_bad_sparsity_arguments_are_pipeline_errors(text: str) -> None:
 
 def test_ratios_default_to_one_half() -> None:
     assert Prune().ratio == Sparsity().ratio == DEFAULT_RATIO == 0.5
-    assert Prune("0.3").ratio == 0.3 and Prune("0.3").spec == "prune:0.3"
+    assert Prune().spec == "prune" and Prune(ratio=0.3).spec == "prune:0.3"
+    assert Prune.from_arg(".30").ratio == 0.3 and Prune.from_arg(".30").spec == "prune:0.3"  # canonical text
+    with pytest.raises(PipelineError, match=r"prune ratio must be in \(0, 1\)"):
+        Prune(ratio=1.5)  # typed arguments are checked where Python users give them too
 
 
 def test_prune_pipelines_parse() -> None:
@@ -237,7 +233,7 @@ def test_mask_2_4_keeps_the_two_largest_of_every_four() -> None:
 def test_pruned_unet_row_has_fewer_params_and_flops(tmp_path: Path) -> None:
     from bench.harness.config import RunConfig
     from bench.harness.runner import Runner, plan_cells
-    from bench.results.schema import ResultWriter
+    from bench.results.writer import ResultWriter
 
     config = RunConfig(
         models=("unet",),

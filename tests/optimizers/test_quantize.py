@@ -18,7 +18,8 @@ from bench.core.device import Device  # noqa: E402
 from bench.core.errors import NotApplicable, PipelineError  # noqa: E402
 from bench.measure.fidelity import compare_outputs  # noqa: E402
 from bench.runtimes import load  # noqa: E402
-from optimizers import quantize  # noqa: E402
+from optimizers import ort_quant  # noqa: E402
+from optimizers.quantize import Int8, Int8Dynamic  # noqa: E402
 from optimizers.registry import parse_pipeline  # noqa: E402
 from reference_models import get_model  # noqa: E402
 from tests.conftest import pass_context
@@ -121,11 +122,13 @@ def test_arguments_are_validated() -> None:
     step = parse_pipeline("int8:percentile:16").passes[-1]
     assert (step.method, step.batches) == ("percentile", 16)
     for bad, match in [
-        ("int8:kl", "not understood"),
+        ("int8:kl", "calibration method 'kl' unknown; choose from minmax, entropy, percentile"),
+        ("int8:entropi", "did you mean entropy"),
         ("int8:minmax:many", "not an integer"),
-        ("int8:minmax:0", "must be in 1.."),
+        ("int8:minmax:0", "must be an integer in 1.."),
         ("int8:minmax:4:2", "not understood"),
         ("int8-dynamic:all", "not understood"),
+        ("int8-dynamic:cnv", "did you mean conv"),
     ]:
         with pytest.raises(PipelineError, match=match) as info:
             parse_pipeline(bad)
@@ -136,8 +139,24 @@ def test_arguments_are_validated() -> None:
 
 
 def test_int8_refuses_a_non_fp32_onnx_model(tmp_path: Path) -> None:
-    with pytest.raises(PipelineError, match="fp32 ONNX model; this one is fp16"):
-        quantized("fp16+int8", "dcgan", tmp_path)
+    with pytest.raises(PipelineError, match="int8 quantizes an fp32 model; this one is fp16"):
+        parse_pipeline("fp16+int8")  # before any model is built
+    fp16 = OnnxArtifact(path=tmp_path / "never-read.onnx", precision="fp16")
+    for step in (Int8(), Int8Dynamic()):  # applied by hand: the same rule, the same words
+        with pytest.raises(PipelineError, match=f"{step.name} quantizes an fp32 model; this one is fp16"):
+            step.apply(fp16, pass_context(get_model("dcgan").example_inputs(1, "tiny", 0), tmp_path))
+
+
+def test_int8_arguments_are_typed_and_canonical() -> None:
+    assert Int8().spec == "int8" and (Int8().method, Int8().batches) == ("minmax", 8)
+    assert Int8(method="entropy", batches=16).spec == "int8:entropy:16"
+    assert Int8(batches=16).spec == "int8:minmax:16"
+    assert Int8.from_arg("percentile").spec == "int8:percentile"
+    assert Int8Dynamic(conv=True).spec == "int8-dynamic:conv" and Int8Dynamic().spec == "int8-dynamic"
+    with pytest.raises(PipelineError, match="must be an integer in 1..1024"):
+        Int8(batches=0)
+    with pytest.raises(PipelineError, match="did you mean minmax"):
+        Int8(method="minmx")
 
 
 def test_a_failing_recipe_falls_back_and_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -200,7 +219,7 @@ def test_pt2e_int8_runs_when_torchao_is_installed(tmp_path: Path) -> None:
 
 
 def test_vnni_detection_is_a_bool() -> None:
-    assert isinstance(quantize.cpu_has_vnni(), bool)
+    assert isinstance(ort_quant.cpu_has_vnni(), bool)
 
 
 def test_preprocess_falls_back_to_onnx_shapes_and_leaves_no_litter(tmp_path: Path, monkeypatch) -> None:

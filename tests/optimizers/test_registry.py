@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-import optimizers.registry as registry
+import optimizers.base as base
+from bench.core.artifact import TorchArtifact
 from bench.core.errors import PipelineError
 from optimizers.registry import PASSES, Pass, all_passes, parse_pipeline, register_pass
 
@@ -73,7 +74,7 @@ def test_every_builtin_pass_has_a_summary() -> None:
 @pytest.fixture
 def plugin_on_path(monkeypatch):
     monkeypatch.syspath_prepend(str(PLUGIN_DIR))
-    monkeypatch.setattr(registry, "_entry_points_loaded", False)
+    monkeypatch.setattr(base, "_entry_points_loaded", False)
     yield
     PASSES.pop("fuse-bn", None)
 
@@ -94,7 +95,62 @@ def test_a_broken_plugin_does_not_break_the_registry(tmp_path, monkeypatch) -> N
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-plugin\nVersion: 0.1\n")
     (dist / "entry_points.txt").write_text("[genbench.passes]\nbroken = no_such_module_abc:Thing\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(registry, "_entry_points_loaded", False)
-    failures = registry.load_entry_points()
+    monkeypatch.setattr(base, "_entry_points_loaded", False)
+    failures = base.load_entry_points()
     assert any("broken" in f and "no_such_module_abc" in f for f in failures)
     assert "fp32" in all_passes()
+
+
+class _LegacyLevel(Pass):
+    """A plugin written against the old base class: it parses its own text in ``__init__``."""
+
+    name = "test-legacy-level"
+    summary = "old-style pass with an argument"
+
+    def __init__(self, arg: str | None = None) -> None:
+        if arg is not None and not arg.isdigit():
+            raise PipelineError(f"test-legacy-level takes a whole number (got {arg!r})")
+        self.level = int(arg or 1)
+        self.arg = arg
+
+    def apply(self, artifact, ctx):
+        assert isinstance(artifact, TorchArtifact)
+        return artifact.evolve(notes=(*artifact.notes, f"level {self.level}"))
+
+
+class _LegacyPlain(Pass):
+    name = "test-legacy-plain"
+    summary = "old-style pass without __init__"
+
+    def apply(self, artifact, ctx):
+        return artifact
+
+
+@pytest.fixture
+def legacy_passes():
+    register_pass(_LegacyLevel)
+    register_pass(_LegacyPlain)
+    yield
+    PASSES.pop("test-legacy-level", None)
+    PASSES.pop("test-legacy-plain", None)
+
+
+def test_plugins_written_against_the_old_base_class_still_parse_and_run(legacy_passes, run_matrix) -> None:
+    pipeline = parse_pipeline("test-legacy-plain+test-legacy-level:3+int8")
+    assert [p.spec for p in pipeline.passes] == ["test-legacy-plain", "test-legacy-level:3", "onnx", "int8"]
+    assert pipeline.passes[1].level == 3 and parse_pipeline("test-legacy-level").passes[0].level == 1
+    with pytest.raises(PipelineError, match="takes a whole number"):
+        parse_pipeline("test-legacy-level:high")
+    with pytest.raises(PipelineError, match="pass 'test-legacy-plain' takes no argument"):
+        parse_pipeline("test-legacy-plain:1")
+    with pytest.raises(
+        PipelineError, match="'test-legacy-level:2' needs a torch artifact but onnx gives onnx"
+    ):
+        parse_pipeline(
+            "onnx+test-legacy-level:2"
+        )  # the kind check holds for passes that declare nothing else
+    frame = run_matrix(
+        models=("dcgan",), pipelines=("fp32", "test-legacy-plain+test-legacy-level:2"), batch_sizes=(1,)
+    )
+    assert list(frame["status"]) == ["ok", "ok"], frame["reason"].tolist()
+    assert "level 2" in frame.iloc[1]["notes"]

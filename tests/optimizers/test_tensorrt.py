@@ -21,7 +21,7 @@ HAS_TRT = importlib.util.find_spec("tensorrt") is not None and torch.cuda.is_ava
 
 
 def test_tensorrt_on_cpu_is_skipped_with_a_reason() -> None:
-    assert TensorRT("fp16").applies_to(Device("cpu")) == "TensorRT runs on NVIDIA GPUs only"
+    assert TensorRT(mode="fp16").applies_to(Device("cpu")) == "TensorRT runs on NVIDIA GPUs only"
 
 
 def test_tensorrt_without_the_library_says_so(monkeypatch) -> None:
@@ -31,7 +31,7 @@ def test_tensorrt_without_the_library_says_so(monkeypatch) -> None:
 
 def test_tensorrt_mode_validation() -> None:
     with pytest.raises(PipelineError, match="tensorrt mode 'fp8' unknown"):
-        TensorRT("fp8")
+        TensorRT(mode="fp8")
 
 
 @pytest.fixture
@@ -49,14 +49,14 @@ def fake_tensorrt(monkeypatch):
 
 def test_precision_flag_modes_are_skipped_on_tensorrt_11(fake_tensorrt) -> None:
     fake_tensorrt("11.4.0.106")
-    reason = TensorRT("fp16").applies_to(Device("cuda", 0))
+    reason = TensorRT(mode="fp16").applies_to(Device("cuda", 0))
     assert reason is not None and "strongly typed" in reason and "fp16+tensorrt" in reason
     assert TensorRT().applies_to(Device("cuda", 0)) is None  # fp32 builds there
 
 
 def test_precision_flag_modes_apply_on_tensorrt_10(fake_tensorrt) -> None:
     fake_tensorrt("10.13.3.9")
-    assert all(TensorRT(mode).applies_to(Device("cuda", 0)) is None for mode in ("fp16", "int8", "best"))
+    assert all(TensorRT(mode=mode).applies_to(Device("cuda", 0)) is None for mode in ("fp16", "int8", "best"))
 
 
 def test_engine_profiles_cover_the_run_batches_and_this_cell() -> None:

@@ -9,6 +9,7 @@ from bench.core.artifact import TorchArtifact
 from bench.core.device import Device
 from bench.core.errors import PipelineError
 from optimizers.registry import parse_pipeline
+from optimizers.torch_passes import Bf16, ChannelsLast, Fp16
 from reference_models import get_model
 from tests.conftest import pass_context
 
@@ -41,10 +42,13 @@ def test_channels_last_converts_conv_weights() -> None:
     assert orig_conv.weight.is_contiguous()
 
 
-def test_cast_after_compile_is_refused() -> None:
-
-    with pytest.raises(PipelineError, match="before compile"):
-        _apply("compile+bf16")
+def test_cast_of_a_compiled_module_is_refused_when_applied_by_hand() -> None:
+    compiled = TorchArtifact(module=get_model("dcgan").build("tiny"), compiled=True)
+    for step in (Bf16(), Fp16(), ChannelsLast()):
+        with pytest.raises(
+            PipelineError, match=f"{step.name} cannot change a module that is already compiled"
+        ):
+            step.apply(compiled, _ctx(get_model("dcgan").example_inputs(1, "tiny", 0)))
 
 
 @pytest.mark.slow
