@@ -60,8 +60,8 @@ class Pass(ABC):
     Subclasses set ``name``, ``consumes`` (artifact kinds accepted) and
     ``produces`` (the kind returned, or None for "same as input"); a pass with
     arguments takes them as keyword arguments, validates them in ``__init__``
-    (PipelineError when bad), sets ``arg`` to their canonical text and overrides
-    ``from_arg``. Order rules go in ``refuses`` and ``after``; ``apply`` starts
+    (PipelineError when bad), sets ``arg`` to their canonical text, and names the
+    keyword in ``argument`` (a one-word argument) or overrides ``from_arg``. Order rules go in ``refuses`` and ``after``; ``apply`` starts
     with ``self.require(artifact, TorchArtifact)`` (or the kind it takes), so the
     rules are written once and hold both at parse time and at run time.
     """
@@ -76,6 +76,8 @@ class Pass(ABC):
     implicit_from: ClassVar[dict[str, str]] = {}
     #: the canonical text after the colon (``0.3`` of ``prune:0.3``); None when no argument was given
     arg: str | None = None
+    #: for a pass whose argument is one word (``compile:MODE``): the keyword of ``__init__`` it is passed as
+    argument: ClassVar[str | None] = None
 
     def __init__(self, arg: str | None = None) -> None:
         # ``arg`` stays for plugins written when every pass was built from its text: they call
@@ -87,11 +89,14 @@ class Pass(ABC):
     def from_arg(cls, arg: str | None) -> Self:
         """The pass for the text after the colon of a pipeline step (None: the step had no colon).
 
-        A pass with arguments overrides this to parse the text into its keyword arguments,
-        so the text is parsed in one place and Python users call the constructor. The base
-        passes the text on, which is what a plugin's ``__init__(self, arg=None)`` expects.
+        The text is parsed here, once, into the keyword arguments Python users give the
+        constructor: a one-word argument goes to the keyword named by ``argument`` (checked
+        by ``__init__``); a pass with more to parse overrides this. Otherwise the text is
+        passed on as it is, which is what a plugin's ``__init__(self, arg=None)`` expects.
         """
-        return cls() if arg is None else cls(arg)
+        if arg is None:
+            return cls()
+        return cls(**{cls.argument: arg}) if cls.argument is not None else cls(arg)
 
     @property
     def spec(self) -> str:

@@ -17,7 +17,7 @@ import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Self, get_args
+from typing import Any, ClassVar, Literal, get_args
 
 import torch
 
@@ -147,14 +147,11 @@ class Onnx(Pass):
     produces = "onnx"
     summary = "export to ONNX (TorchScript exporter, dynamo fallback); runs on ONNX Runtime"
     exporters: ClassVar[tuple[str, ...]] = EXPORTERS
+    argument = "exporter"
 
     def __init__(self, *, exporter: Exporter | None = None) -> None:
         self.exporter = None if exporter is None else check_choice(self.name, "exporter", exporter, EXPORTERS)
         self.arg = exporter
-
-    @classmethod
-    def from_arg(cls, arg: str | None) -> Self:
-        return cls(exporter=arg)  # type: ignore[arg-type]  # any text: __init__ checks it
 
     def available(self) -> str | None:
         return missing("onnx", "onnxscript") if self.exporter == "dynamo" else missing("onnx")
@@ -231,16 +228,13 @@ class Ort(Pass):
     produces = "onnx"
     summary = "run on ONNX Runtime; ort:cpu / ort:cuda / ort:trt picks the execution provider"
     implicit_from: ClassVar[dict[str, str]] = {"torch": "onnx"}
+    argument = "provider"
 
     def __init__(self, *, provider: str | None = None) -> None:
         self.provider = (
             None if provider is None else check_choice(self.name, "provider", provider, tuple(PROVIDERS))
         )
         self.arg = provider
-
-    @classmethod
-    def from_arg(cls, arg: str | None) -> Self:
-        return cls(provider=arg)
 
     def available(self) -> str | None:
         return missing("onnxruntime")

@@ -27,7 +27,7 @@ import hashlib
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal, Self, get_args
+from typing import Any, Literal, get_args
 
 import torch
 
@@ -88,14 +88,11 @@ class TensorRT(Pass):
     produces = "tensorrt"
     implicit_from = {"torch": "onnx"}
     summary = "build a TensorRT engine from the ONNX model (tensorrt:fp16|bf16|int8|best)"
+    argument = "mode"
 
     def __init__(self, *, mode: TrtMode | None = None) -> None:
         self.mode: str = "fp32" if mode is None else check_choice(self.name, "mode", mode, TRT_MODES)
         self.arg = mode
-
-    @classmethod
-    def from_arg(cls, arg: str | None) -> Self:
-        return cls(mode=arg)  # type: ignore[arg-type]  # any text: __init__ checks it
 
     def after(self, state: ArtifactState) -> ArtifactState:
         # fp32 mode builds the network in the precision the ONNX model carries (fp16+tensorrt is fp16).

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from typing import ClassVar, Literal, Self, get_args
+from typing import ClassVar, Literal, get_args
 
 import torch
 
@@ -94,25 +94,39 @@ class ChannelsLast(Pass):
         return art.evolve(module=module, channels_last=True)
 
 
+class _Wrapper(Pass):
+    """A pass that wraps the eager module (compile, cudagraph): nothing may rewrite or wrap it afterwards."""
+
+    #: the reason for refusing a module that compile, cudagraph or pt2e-int8 already wrapped
+    wrapped_reason: ClassVar[str]
+
+    def refuses(self, state: ArtifactState) -> str | None:
+        return self.wrapped_reason if state.compiled else super().refuses(state)
+
+    def after(self, state: ArtifactState) -> ArtifactState:
+        return state.evolve(compiled=True)
+
+
 CompileMode = Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]
 COMPILE_MODES: tuple[str, ...] = get_args(CompileMode)
 
 
 @register_pass
-class Compile(Pass):
+class Compile(_Wrapper):
     """torch.compile (Inductor). The compile is forced inside ``apply`` with one call on the
     example inputs, so its cost lands in ``build_s`` rather than hiding in the first timed call."""
 
     name = "compile"
     summary = "torch.compile with Inductor; compile:MODE picks the mode"
+    argument = "mode"
+    wrapped_reason = (
+        "compile cannot compile what compile, cudagraph or pt2e-int8 already wrapped: compile once "
+        "(compile:reduce-overhead adds CUDA graphs)"
+    )
 
     def __init__(self, *, mode: CompileMode | None = None) -> None:
         self.mode: str = "default" if mode is None else check_choice(self.name, "mode", mode, COMPILE_MODES)
         self.arg = mode
-
-    @classmethod
-    def from_arg(cls, arg: str | None) -> Self:
-        return cls(mode=arg)  # type: ignore[arg-type]  # any text: __init__ checks it
 
     def default_exclusion(self, device: Device) -> str | None:
         if "autotune" in self.mode and not device.is_cuda:
@@ -123,17 +137,6 @@ class Compile(Pass):
         if self.mode == "reduce-overhead" and not device.is_cuda:
             return "reduce-overhead uses CUDA graphs; it has no effect on CPU"
         return None
-
-    def refuses(self, state: ArtifactState) -> str | None:
-        if state.compiled:
-            return (
-                "compile cannot compile what compile, cudagraph or pt2e-int8 already wrapped: compile once "
-                "(compile:reduce-overhead adds CUDA graphs)"
-            )
-        return super().refuses(state)
-
-    def after(self, state: ArtifactState) -> ArtifactState:
-        return state.evolve(compiled=True)
 
     def apply(self, artifact: Artifact, ctx: PassContext) -> Artifact:
         art = self.require(artifact, TorchArtifact)
@@ -184,7 +187,7 @@ class _GraphReplay(torch.nn.Module):
 
 
 @register_pass
-class CudaGraph(Pass):
+class CudaGraph(_Wrapper):
     """Capture the forward once as a CUDA graph and replay it: removes per-kernel launch cost.
 
     Chosen over compile's `reduce-overhead` (which is also available, as
@@ -194,20 +197,13 @@ class CudaGraph(Pass):
 
     name = "cudagraph"
     summary = "capture the forward as a CUDA graph and replay it (CUDA only)"
+    wrapped_reason = (
+        "cudagraph cannot capture what compile, cudagraph or pt2e-int8 already wrapped: "
+        "for compile with CUDA graphs use compile:reduce-overhead"
+    )
 
     def applies_to(self, device: Device) -> str | None:
         return None if device.is_cuda else "CUDA graphs need an NVIDIA GPU"
-
-    def refuses(self, state: ArtifactState) -> str | None:
-        if state.compiled:
-            return (
-                "cudagraph cannot capture what compile, cudagraph or pt2e-int8 already wrapped: "
-                "for compile with CUDA graphs use compile:reduce-overhead"
-            )
-        return super().refuses(state)
-
-    def after(self, state: ArtifactState) -> ArtifactState:
-        return state.evolve(compiled=True)
 
     def apply(self, artifact: Artifact, ctx: PassContext) -> Artifact:
         art = self.require(artifact, TorchArtifact)
