@@ -58,10 +58,11 @@ class Pass(ABC):
     """Base class of every optimization pass.
 
     Subclasses set ``name``, ``consumes`` (artifact kinds accepted) and
-    ``produces`` (the kind returned, or None for "same as input"); a pass with
+    ``produces`` (the kind returned, or None for "same as input"). A pass with
     arguments takes them as keyword arguments, validates them in ``__init__``
-    (PipelineError when bad), sets ``arg`` to their canonical text, and names the
-    keyword in ``argument`` (a one-word argument) or overrides ``from_arg``. Order rules go in ``refuses`` and ``after``; ``apply`` starts
+    (PipelineError when bad), sets ``arg`` to their canonical text, and either
+    names the keyword in ``argument`` (a one-word argument) or overrides
+    ``from_arg``. Order rules go in ``refuses`` and ``after``; ``apply`` starts
     with ``self.require(artifact, TorchArtifact)`` (or the kind it takes), so the
     rules are written once and hold both at parse time and at run time.
     """
