@@ -12,6 +12,7 @@ loaded once on first use.
 
 from __future__ import annotations
 
+import math
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
 ENTRY_POINT_GROUP = "genbench.passes"
 
 A = TypeVar("A", TorchArtifact, OnnxArtifact, TensorRTArtifact)
+#: what ``prune`` and ``sparsity`` remove when no ratio is given
+DEFAULT_RATIO = 0.5
 
 
 @dataclass(frozen=True)
@@ -180,6 +183,33 @@ def compiled_refusal(pass_name: str) -> str:
         f"{pass_name} cannot change a module that is already compiled (by compile, cudagraph or pt2e-int8): "
         f"put {pass_name} before them"
     )
+
+
+class RatioPass(Pass):
+    """A pass whose one optional argument is the share of weights it removes, in (0, 1) (default 0.5)."""
+
+    def __init__(self, *, ratio: float | None = None) -> None:
+        if ratio is not None and (
+            isinstance(ratio, bool)
+            or not isinstance(ratio, int | float)
+            or not math.isfinite(ratio)
+            or not 0.0 < ratio < 1.0
+        ):
+            raise PipelineError(f"{self.name} ratio must be in (0, 1), e.g. {self.name}:0.3 (got {ratio!r})")
+        self.ratio: float = DEFAULT_RATIO if ratio is None else float(ratio)
+        self.arg = None if ratio is None else repr(self.ratio)
+
+    @classmethod
+    def from_arg(cls, arg: str | None) -> Self:
+        if arg is None:
+            return cls()
+        try:
+            ratio = float(arg)
+        except ValueError:
+            raise PipelineError(
+                f"{cls.name} ratio must be a number in (0, 1), e.g. {cls.name}:0.3 (got {arg!r})"
+            ) from None
+        return cls(ratio=ratio)
 
 
 PASSES: dict[str, type[Pass]] = {}

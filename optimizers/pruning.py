@@ -31,12 +31,11 @@ coupled group ("uniform", what gives a predictable speedup); ``prune`` alone mea
 from __future__ import annotations
 
 import copy
-import math
 import time
 import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Self
+from typing import Any
 
 import torch
 from torch import nn
@@ -45,10 +44,8 @@ from bench.core.artifact import Artifact, TorchArtifact
 from bench.core.errors import PipelineError
 from bench.core.optional import missing
 from optimizers.attention_pruning import attention_block_types, attention_pruner_class
-from optimizers.base import Pass, PassContext, compiled_refusal, register_pass
+from optimizers.base import PassContext, RatioPass, compiled_refusal, register_pass
 from optimizers.state import ArtifactState
-
-DEFAULT_RATIO = 0.5
 
 PRUNABLE_WEIGHTS = (nn.Linear, nn.modules.conv._ConvNd)
 _ATTENTION_OPS = ("softmax", "attention")  # autograd node names of attention cores (math path / fused SDPA)
@@ -89,33 +86,6 @@ def trace_inputs(inputs: tuple[torch.Tensor, ...], device: torch.device) -> tupl
 
 def torch_pruning_missing() -> str | None:
     return missing("torch_pruning")
-
-
-class RatioPass(Pass):
-    """A pass whose one optional argument is the share of weights it removes, in (0, 1) (default 0.5)."""
-
-    def __init__(self, *, ratio: float | None = None) -> None:
-        if ratio is not None and (
-            isinstance(ratio, bool)
-            or not isinstance(ratio, int | float)
-            or not math.isfinite(ratio)
-            or not 0.0 < ratio < 1.0
-        ):
-            raise PipelineError(f"{self.name} ratio must be in (0, 1), e.g. {self.name}:0.3 (got {ratio!r})")
-        self.ratio: float = DEFAULT_RATIO if ratio is None else float(ratio)
-        self.arg = None if ratio is None else repr(self.ratio)
-
-    @classmethod
-    def from_arg(cls, arg: str | None) -> Self:
-        if arg is None:
-            return cls()
-        try:
-            ratio = float(arg)
-        except ValueError:
-            raise PipelineError(
-                f"{cls.name} ratio must be a number in (0, 1), e.g. {cls.name}:0.3 (got {arg!r})"
-            ) from None
-        return cls(ratio=ratio)
 
 
 # ------------------------------------------------------------------------- graph analysis

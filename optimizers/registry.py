@@ -2,10 +2,10 @@
 
 bench/, the tests and plugins import from here (``from optimizers.registry import
 parse_pipeline, Pass``). The code lives by job: ``optimizers.base`` (the Pass base
-class, the registry, entry-point plugins), ``optimizers.state`` (the artifact state
-order rules are written against) and ``optimizers.pipeline`` (checking and building
-pipelines). This module imports those and is imported by none of them, so there is
-no import cycle.
+class and its argument helpers, the registry, entry-point plugins),
+``optimizers.state`` (the artifact state order rules are written against) and
+``optimizers.pipeline`` (checking and building pipelines). This module imports
+those and is imported by none of them, so there is no import cycle.
 """
 
 from optimizers.base import (

@@ -21,8 +21,8 @@ from torch import nn
 from bench.core.artifact import Artifact, TorchArtifact
 from bench.core.device import Device
 from bench.core.errors import NotApplicable
-from optimizers.base import Pass, PassContext, compiled_refusal, register_pass
-from optimizers.pruning import PRUNABLE_WEIGHTS, RatioPass, human_count
+from optimizers.base import Pass, PassContext, RatioPass, compiled_refusal, register_pass
+from optimizers.pruning import PRUNABLE_WEIGHTS, human_count
 from optimizers.state import ArtifactState
 
 _SPARSE24_REASON = "2:4 semi-structured sparse kernels need an NVIDIA GPU with compute capability >= 8.0"

@@ -14,7 +14,8 @@ from bench.core.artifact import TorchArtifact
 from bench.core.device import Device
 from bench.core.errors import PipelineError
 from bench.measure.work import count_flops
-from optimizers.pruning import DEFAULT_RATIO, Prune, prune_channels, trace_inputs
+from optimizers.base import DEFAULT_RATIO
+from optimizers.pruning import Prune, prune_channels, trace_inputs
 from optimizers.registry import all_passes, parse_pipeline
 from optimizers.sparsity import Sparse24, Sparsity, mask_2_4
 from reference_models import get_model
