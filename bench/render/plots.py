@@ -11,7 +11,6 @@ a clipped position right of every finite value, on a tick labelled "exact".
 
 from __future__ import annotations
 
-import io
 import math
 from typing import Any
 
@@ -19,60 +18,45 @@ import pandas as pd
 
 from bench.analysis.numbers import fixed, num
 from bench.analysis.report import Report, ordered, pareto_front
-
-
-def _figure_png(fig: Any) -> bytes:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    return buffer.getvalue()
-
-
-def _colors(devices: list[str]) -> dict[str, Any]:
-    from matplotlib import colormaps
-
-    cmap = colormaps["tab10"]
-    return {d: cmap(i % 10) for i, d in enumerate(devices)}
-
-
-def _grid(n: int, max_cols: int = 3) -> tuple[int, int]:
-    cols = min(n, max_cols)
-    return math.ceil(n / cols), cols
-
-
-def _plain_log_labels(axis: Any) -> None:
-    """Log axes labelled with plain numbers (1,000 not 10^3): decades, or finer steps on a short axis."""
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
-
-    axis.axes.autoscale_view()  # limits are computed lazily; the choice of ticks needs them now
-    low, high = sorted(axis.get_view_interval())
-    decades = math.log10(high / low) if low > 0 and high > 0 else 3.0
-    if decades > 2:
-        subs: tuple[float, ...] = (1.0,)
-    elif decades > 0.7:
-        subs = (1.0, 2.0, 5.0)
-    else:
-        subs = tuple(float(i) for i in range(1, 10))
-    axis.set_major_locator(LogLocator(base=10, subs=subs))
-    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 1 else f"{v:g}"))
-    axis.set_minor_formatter(NullFormatter())
+from bench.render.figure import (
+    DPI,
+    FONT,
+    MAX_WIDTH_IN,
+    colors_for,
+    darker,
+    figure_png,
+    grid,
+    label_bars,
+    laid_out,
+    panel_width,
+    plain_log_labels,
+    text_size,
+)
+from bench.render.labels import Box, Placement, place_labels
 
 
 def throughput_figure(model_cells: pd.DataFrame, item: str) -> bytes:
-    """Grouped bars per batch size: pipelines on x, one bar per device, labelled with speedup over fp32."""
+    """Grouped bars per batch size: pipelines on x, one bar per device, labelled with speedup over fp32.
+
+    A panel is as wide as its bars need (up to the page's width), so labels stay legible with many
+    pipelines and devices; panels wrap onto more rows rather than shrink.
+    """
     from matplotlib.figure import Figure
 
     ok = model_cells[model_cells["status"] == "ok"]
     devices = ordered(model_cells["device_label"])
     pipelines = ordered(model_cells["pipeline"])
     batches = sorted(ordered(model_cells["batch_size"]))
-    colors = _colors(devices)
-    rows, cols = _grid(len(batches))
-    fig = Figure(figsize=(4.6 * cols, 3.6 * rows), layout="constrained")
+    colors = colors_for(devices)
+    panel = panel_width(len(pipelines) * len(devices))
+    rows, cols = grid(len(batches), max(1, min(3, int(MAX_WIDTH_IN // panel))))
+    fig = Figure(figsize=(panel * cols, 3.8 * rows), layout="constrained")
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
     width = 0.8 / max(len(devices), 1)
     values = ok["throughput_items_s"].to_numpy(dtype=float)
     log = len(values) > 0 and values.min() > 0 and values.max() / values.min() > 30
     failed = model_cells[model_cells["status"] != "ok"]
+    drawn: list[tuple[Any, Any, list[str], Any]] = []
     for ax, batch in zip(axes, batches, strict=False):
         sub = ok[ok["batch_size"] == batch].set_index(["pipeline", "device_label"])
         for d, device in enumerate(devices):
@@ -84,7 +68,7 @@ def throughput_figure(model_cells: pd.DataFrame, item: str) -> bytes:
                     ys.append(float(cell["throughput_items_s"]))
                     labels.append(fixed(cell["speedup"], 2, "x"))
             bars = ax.bar(xs, ys, width=width * 0.95, color=colors[device], label=device)
-            ax.bar_label(bars, labels=labels, fontsize=7, padding=1, rotation=90 if len(devices) > 2 else 0)
+            drawn.append((ax, bars, labels, colors[device]))
         # a cell that did not run gets its status where its bar would be, so a gap is never silent
         for row in failed[failed["batch_size"] == batch].itertuples(index=False):
             x = (
@@ -92,21 +76,24 @@ def throughput_figure(model_cells: pd.DataFrame, item: str) -> bytes:
                 + (devices.index(row.device_label) - (len(devices) - 1) / 2) * width
             )
             ax.text(x, 0.02, str(row.status), transform=ax.get_xaxis_transform(), rotation=90, ha="center",
-                    va="bottom", fontsize=7, color=colors[row.device_label])  # fmt: skip
+                    va="bottom", fontsize=FONT, color=colors[row.device_label])  # fmt: skip
         ax.set_xticks(range(len(pipelines)), pipelines, rotation=30, ha="right", fontsize=8)
         ax.set_xlim(-0.6, len(pipelines) - 0.4)  # every pipeline has its slot, bars or not
         ax.set_title(f"batch {batch}", fontsize=9)
         ax.set_ylabel(f"{item}/s" + (" (log)" if log else ""))
         if log:
             ax.set_yscale("log")
-            _plain_log_labels(ax.yaxis)
-        ax.margins(y=0.18)
+            plain_log_labels(ax.yaxis)
+        ax.margins(y=0.25 if log else 0.15)
     for ax in axes[len(batches) :]:
         ax.set_visible(False)
     handles, names = axes[0].get_legend_handles_labels()
-    fig.legend(handles, names, loc="outside lower center", fontsize=7, ncols=min(len(devices), 3))
+    fig.legend(handles, names, loc="outside lower center", fontsize=FONT, ncols=min(len(devices), 4))
     fig.suptitle("throughput (bar labels: speedup over fp32 eager on the same device)", fontsize=10)
-    return _figure_png(fig)
+    renderer = laid_out(fig)
+    for ax, bars, labels, color in drawn:
+        label_bars(ax, bars, labels, color, renderer)
+    return figure_png(fig)
 
 
 def latency_figure(model_cells: pd.DataFrame) -> bytes:
@@ -116,8 +103,8 @@ def latency_figure(model_cells: pd.DataFrame) -> bytes:
     ok = model_cells[model_cells["status"] == "ok"]
     devices = ordered(model_cells["device_label"])
     pipelines = ordered(model_cells["pipeline"])
-    rows, cols = _grid(len(devices))
-    fig = Figure(figsize=(4.6 * cols, 3.4 * rows), layout="constrained")
+    rows, cols = grid(len(devices))
+    fig = Figure(figsize=(4.6 * cols + 1.6, 3.4 * rows), layout="constrained")  # + the legend's column
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
     from matplotlib import colormaps
 
@@ -142,35 +129,24 @@ def latency_figure(model_cells: pd.DataFrame) -> bytes:
             ax.plot(x, p90, linestyle="none", marker="_", ms=10, color=color)
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
-        _plain_log_labels(ax.yaxis)
+        plain_log_labels(ax.yaxis)
         batches = sorted(ordered(sub["batch_size"])) or [1]
         ax.set_xticks(batches, [str(b) for b in batches])
         ax.minorticks_off()
         ax.set_xlabel("batch size")
         ax.set_ylabel("latency ms (log)")
         ax.set_title(device, fontsize=9)
-        ax.legend(fontsize=7)
     for ax in axes[len(devices) :]:
         ax.set_visible(False)
+    # one legend for every panel (a pipeline has one colour throughout), outside the axes: never on a line
+    handles: dict[str, Any] = {}
+    for ax in axes[: len(devices)]:
+        for handle, name in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(name, handle)
+    ordered_names = [p for p in pipelines if p in handles]
+    fig.legend([handles[n] for n in ordered_names], ordered_names, loc="outside right upper", fontsize=FONT)
     fig.suptitle("latency: p50, whisker to p99, tick at p90", fontsize=10)
-    return _figure_png(fig)
-
-
-def _label_above(xs: list[float], ys: list[float]) -> list[bool]:
-    """Label each point above it unless its nearest neighbour (x linear, y log) sits above it."""
-    if len(xs) < 2:
-        return [True] * len(xs)
-    span_x = (max(xs) - min(xs)) or 1.0
-    logs = [math.log10(max(y, 1e-12)) for y in ys]
-    span_y = (max(logs) - min(logs)) or 1.0
-    above = []
-    for i in range(len(xs)):
-        j = min(
-            (k for k in range(len(xs)) if k != i),
-            key=lambda k: ((xs[k] - xs[i]) / span_x) ** 2 + ((logs[k] - logs[i]) / span_y) ** 2,
-        )
-        above.append(logs[j] <= logs[i])
-    return above
+    return figure_png(fig)
 
 
 def pareto_figure(model_cells: pd.DataFrame, item: str) -> bytes | None:
@@ -186,46 +162,120 @@ def pareto_figure(model_cells: pd.DataFrame, item: str) -> bytes | None:
     top = max(float(finite.max()) if len(finite) else 40.0, 40.0) + 10.0
     bottom = (float(finite.min()) if len(finite) else top - 20.0) - 10.0
     devices = ordered(model_cells["device_label"])
-    colors = _colors(devices)
-    fig = Figure(figsize=(9, 4.2), layout="constrained")
+    colors = colors_for(devices)
+    fig = Figure(figsize=(10, 4.8), layout="constrained")
     ax = fig.subplots()
+    points: list[tuple[float, float, str, Any]] = []
+    fronts: list[list[tuple[float, float]]] = []
     for device in devices:
         sub = best[best["device_label"] == device]
         if sub.empty:
             continue
         xs = [top if v == math.inf else bottom if v == -math.inf else float(v) for v in sub["psnr_db"]]
         ys = sub["throughput_items_s"].to_numpy(dtype=float).tolist()
-        ax.scatter(xs, ys, color=colors[device], label=device, zorder=3)
-        for x, y, name, above in zip(xs, ys, sub["pipeline"], _label_above(xs, ys), strict=True):
-            ax.annotate(
-                str(name), (x, y), textcoords="offset points", xytext=(4, 5 if above else -11), fontsize=7
-            )
+        ax.scatter(xs, ys, color=colors[device], label=device, zorder=3, s=MARKER**2)
+        points += [
+            (x, y, str(name), colors[device]) for x, y, name in zip(xs, ys, sub["pipeline"], strict=True)
+        ]
         front = pareto_front(list(zip(xs, ys, strict=True)))
-        ax.plot(
-            [p[0] for p in front],
-            [p[1] for p in front],
-            drawstyle="steps-post",
-            color=colors[device],
-            alpha=0.5,
-        )
-    ticks = [t for t in ax.get_xticks() if bottom + 8 < t < top - 8]  # keep clear of the clipped ticks
+        fronts.append(front)
+        ax.plot([p[0] for p in front], [p[1] for p in front], drawstyle="steps-post", color=colors[device],
+                alpha=0.5)  # fmt: skip
+    exact, broken = bool((psnr == math.inf).any()), bool((psnr == -math.inf).any())
+    # the axis reaches the clipped positions only when a point sits there
+    low = bottom - 5 if broken else (float(finite.min()) if len(finite) else bottom) - 3
+    high = top + 8 if exact else (float(finite.max()) if len(finite) else top) + 3
+    ax.set_xlim(low, high)
+    ticks = [t for t in ax.get_xticks() if low < t < high and (not exact or t < top - 8)]
+    ticks = [t for t in ticks if not broken or t > bottom + 8]  # keep clear of the clipped ticks
     labels = [f"{t:g}" for t in ticks]
-    if (psnr == math.inf).any():
+    if exact:
         ticks.append(top)
         labels.append("exact")
-    if (psnr == -math.inf).any():
+    if broken:
         ticks.insert(0, bottom)
         labels.insert(0, "non-finite")
     ax.set_xticks(ticks, labels)
-    ax.set_xlim(bottom + (5 if not (psnr == -math.inf).any() else -5), top + 8)
+    ax.set_xlim(low, high)
     ax.set_yscale("log")
-    _plain_log_labels(ax.yaxis)
+    plain_log_labels(ax.yaxis)
     ax.margins(y=0.25)
     ax.set_xlabel("PSNR dB against fp32 eager (higher is closer)")
     ax.set_ylabel(f"best {item}/s over batch sizes (log)")
     ax.set_title("speed / quality: up and right is better; lines are each device's Pareto front", fontsize=10)
-    ax.legend(fontsize=7)
-    return _figure_png(fig)
+    fig.legend(loc="outside right upper", fontsize=FONT)
+    _label_points(
+        fig, ax, points, fronts, [p for p in ordered(model_cells["pipeline"]) if p in set(best["pipeline"])]
+    )
+    return figure_png(fig)
+
+
+MARKER = 6  # scatter marker diameter in points
+
+
+def _front_boxes(ax: Any, fronts: list[list[tuple[float, float]]]) -> list[Box]:
+    """The Pareto fronts' steps (horizontal, then vertical) as thin boxes in pixels, for labels to avoid."""
+    boxes = []
+    for front in fronts:
+        for (x0, y0), (x1, y1) in zip(front, front[1:], strict=False):
+            for a, b in (((x0, y0), (x1, y0)), ((x1, y0), (x1, y1))):
+                (ax_, ay), (bx, by) = ax.transData.transform([a, b])
+                boxes.append(Box(min(ax_, bx) - 1, min(ay, by) - 1, max(ax_, bx) + 1, max(ay, by) + 1))
+    return boxes
+
+
+def _placed(
+    ax: Any,
+    points: list[tuple[float, float, str, Any]],
+    texts: list[str],
+    fronts: Any,
+    renderer: Any,
+    rings: int,
+) -> tuple[list[int], list[tuple[float, float]], list[Placement]]:
+    """Placement of ``texts`` (one per point) top to bottom, right to left: the front gets the nearest spots."""
+    order = sorted(range(len(points)), key=lambda i: (-points[i][1], -points[i][0]))
+    anchors = [tuple(ax.transData.transform((points[i][0], points[i][1]))) for i in order]
+    sizes = [text_size(renderer, texts[i]) for i in order]
+    box = ax.get_window_extent(renderer)
+    radius = MARKER / 2 * DPI / 72
+    placements = place_labels(
+        anchors, sizes, Box(box.x0, box.y0, box.x1, box.y1), obstacles=_front_boxes(ax, fronts),
+        marker=radius + 1, rings=rings,
+    )  # fmt: skip
+    return order, sizes, placements
+
+
+def _label_points(
+    fig: Any, ax: Any, points: list[tuple[float, float, str, Any]], fronts: Any, pipelines: list[str]
+) -> None:
+    """Name each point next to it when every name finds a clear spot (labels.place_labels); otherwise
+    (a crowded cluster) number the points by pipeline, the same number on every device, with a key
+    beside the plot: a name far from its point is worse than a number next to it."""
+    renderer = laid_out(fig)
+    names = [p[2] for p in points]
+    order, sizes, placements = _placed(ax, points, names, fronts, renderer, rings=2)
+    texts = names
+    if not all(p.clear for p in placements):
+        from matplotlib.lines import Line2D
+
+        number = {pipeline: str(n) for n, pipeline in enumerate(pipelines, start=1)}
+        key = [Line2D([], [], linestyle="none", label=f"{number[p]}  {p}") for p in pipelines]
+        fig.legend(handles=key, loc="outside right lower", fontsize=FONT, handlelength=0, handletextpad=0,
+                   title="pipelines", title_fontsize=FONT)  # fmt: skip
+        renderer = laid_out(fig)  # the key narrows the axes: place again in the new geometry
+        texts = [number[name] for name in names]
+        order, sizes, placements = _placed(ax, points, texts, fronts, renderer, rings=5)
+    radius = MARKER / 2 * DPI / 72
+    for i, place, (w, h) in zip(order, placements, sizes, strict=True):
+        x, y, _, color = points[i]
+        gap = math.hypot(max(place.dx, 0.0, -(place.dx + w)), max(place.dy, 0.0, -(place.dy + h)))
+        arrow = {"arrowstyle": "-", "color": color, "lw": 0.6, "shrinkA": 0, "shrinkB": radius}
+        text = ax.annotate(
+            texts[i], (x, y), xytext=(place.dx, place.dy), textcoords="offset pixels", ha="left", va="bottom",
+            fontsize=FONT, color=darker(color), arrowprops=arrow if gap > radius + 6 else None,
+            annotation_clip=False,
+        )  # fmt: skip
+        text.set_in_layout(False)
 
 
 def bars_figure(model_cells: pd.DataFrame, column: str, ylabel: str, title: str) -> bytes | None:
@@ -238,10 +288,11 @@ def bars_figure(model_cells: pd.DataFrame, column: str, ylabel: str, title: str)
     ok = ok.sort_values("batch_size").drop_duplicates(["device_label", "pipeline"], keep="last")
     devices = ordered(model_cells["device_label"])
     pipelines = [p for p in ordered(model_cells["pipeline"]) if p in set(ok["pipeline"])]
-    colors = _colors(devices)
-    fig = Figure(figsize=(9, 3.6), layout="constrained")
+    colors = colors_for(devices)
+    fig = Figure(figsize=(max(9.0, panel_width(len(pipelines) * len(devices))), 3.6), layout="constrained")
     ax = fig.subplots()
     width = 0.8 / max(len(devices), 1)
+    drawn: list[tuple[Any, list[str], Any]] = []
     for d, device in enumerate(devices):
         sub = ok[ok["device_label"] == device].set_index("pipeline")
         names = [name for name in pipelines if name in sub.index]
@@ -260,13 +311,16 @@ def bars_figure(model_cells: pd.DataFrame, column: str, ylabel: str, title: str)
             for name, y in zip(names, ys, strict=True)
         ]
         bars = ax.bar(xs, ys, width=width * 0.95, color=colors[device], label=f"{device} (batch {largest})")
-        ax.bar_label(bars, labels=labels, fontsize=7, padding=1)
+        drawn.append((bars, labels, colors[device]))
     ax.set_xticks(range(len(pipelines)), pipelines, rotation=30, ha="right", fontsize=8)
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
     ax.margins(y=0.15)
-    fig.legend(loc="outside lower center", fontsize=7, ncols=min(len(devices), 3))
-    return _figure_png(fig)
+    fig.legend(loc="outside lower center", fontsize=FONT, ncols=min(len(devices), 4))
+    renderer = laid_out(fig)
+    for bars, labels, color in drawn:
+        label_bars(ax, bars, labels, color, renderer)
+    return figure_png(fig)
 
 
 def add_figures(report: Report) -> None:

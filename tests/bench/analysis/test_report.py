@@ -183,3 +183,24 @@ def test_report_needs_an_output_and_a_readable_run(
     assert main(["report", str(cpu), str(tmp_path / "missing"), "--markdown", str(tmp_path / "r.md")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "does not exist" in err
+
+
+def test_plots_are_deterministic_and_survive_a_crowded_speed_quality_plot(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    from bench.render.plots import add_figures, pareto_figure
+
+    cpu, gpu = cpu_and_gpu_runs(tmp_path)
+    first, second = (build_report([load_run(cpu), load_run(gpu)]) for _ in range(2))
+    add_figures(first)
+    add_figures(second)
+    assert [png for _, png in first.sections[0].figures] == [png for _, png in second.sections[0].figures]
+    # twelve pipelines on three devices within a few dB and percent of each other: labels become numbers
+    crowded = pd.DataFrame(
+        [
+            {"status": "ok", "device_label": f"device {d}", "pipeline": f"pipeline-{p}",
+             "psnr_db": 130.0 + p * 0.3 + d, "throughput_items_s": 100.0 * (1 + 0.02 * p + 0.05 * d)}
+            for d in range(3) for p in range(12)
+        ]
+    )  # fmt: skip
+    png = pareto_figure(crowded, "image")
+    assert png is not None and png[:8] == b"\x89PNG\r\n\x1a\n" and png == pareto_figure(crowded, "image")
