@@ -61,13 +61,14 @@ def with_speedup(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def summary_tables(frame: pd.DataFrame, width: int = 140) -> list[Table]:
+def summary_tables(frame: pd.DataFrame, width: int | None = None) -> list[Table]:
     """One table per model: pipeline, batch, p50, items/s, speedup vs fp32, peak MB, PSNR, status.
 
     Reasons of cells that did not run go in the table's caption, one line per distinct
     reason, so the table stays readable in an 80-column terminal; at a narrow ``width``
     the peak memory, then the speedup, are left out before anything else.
     """
+    width = make_console().width if width is None else width  # the width the run command prints at
     tables = []
     frame = with_speedup(frame)
     for (model, size), group in frame.groupby(["model", "size"], sort=False):
