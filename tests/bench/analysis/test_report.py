@@ -204,3 +204,17 @@ def test_plots_are_deterministic_and_survive_a_crowded_speed_quality_plot(tmp_pa
     )  # fmt: skip
     png = pareto_figure(crowded, "image")
     assert png is not None and png[:8] == b"\x89PNG\r\n\x1a\n" and png == pareto_figure(crowded, "image")
+
+
+def test_missing_matplotlib_says_how_to_install_it_for_this_checkout(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import bench.core.optional
+
+    cpu, _ = cpu_and_gpu_runs(tmp_path)
+    monkeypatch.setattr(bench.core.optional, "installed", lambda module: module != "matplotlib")
+    assert main(["report", str(cpu), "--html", str(tmp_path / "r.html")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "matplotlib is not installed" in err
+    assert 'pip install -e ".[report]"' in err  # the tests run from a git checkout
+    assert not (tmp_path / "r.html").exists()
