@@ -74,8 +74,9 @@ class Pass(ABC):
     consumes: ClassVar[tuple[str, ...]] = ("torch",)
     produces: ClassVar[str | None] = None
     summary: ClassVar[str] = ""
-    #: True when the pass changes how much arithmetic a forward call does (pruning), so FLOPs are recounted
-    changes_work: ClassVar[bool] = False
+    #: True when the pass itself chooses how the runtime runs the artifact (``ort:cuda`` picks the execution
+    #: provider): the harness then leaves the runtime's availability to the pass's ``applies_to``
+    configures_runtime: ClassVar[bool] = False
     #: kinds to convert to automatically when this pass meets another kind (e.g. int8 on torch -> onnx first)
     implicit_from: ClassVar[dict[str, str]] = {}
     #: the canonical text after the colon (``0.3`` of ``prune:0.3``); None when no argument was given

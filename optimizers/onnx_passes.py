@@ -228,6 +228,7 @@ class Ort(Pass):
     produces = "onnx"
     summary = "run on ONNX Runtime; ort:cpu / ort:cuda / ort:trt picks the execution provider"
     implicit_from: ClassVar[dict[str, str]] = {"torch": "onnx"}
+    configures_runtime = True  # it picks the execution provider, and its applies_to checks that one
     argument = "provider"
 
     def __init__(self, *, provider: str | None = None) -> None:

@@ -375,7 +375,6 @@ class Prune(RatioPass):
 
     name = "prune"
     summary = "structured channel pruning (Torch-Pruning DepGraph, L2 magnitude); prune:R removes R of each channel group"
-    changes_work = True
 
     def available(self) -> str | None:
         return torch_pruning_missing()

@@ -50,13 +50,12 @@ class Sparsity(RatioPass):
     """Unstructured magnitude sparsity: the weights become zeros, the kernels stay dense.
 
     Dense conv / matmul kernels skip nothing, so latency and FLOPs stay those of the dense
-    model (``changes_work`` is False): the row shows the cost of sparsity without sparse
-    kernels, and its fidelity.
+    model (the harness counts FLOPs on the module as it runs, zeros included): the row shows
+    the cost of sparsity without sparse kernels, and its fidelity.
     """
 
     name = "sparsity"
     summary = "unstructured L1 magnitude sparsity of conv/linear weights (dense kernels: no speedup)"
-    changes_work = False
 
     def refuses(self, state: ArtifactState) -> str | None:
         if state.compiled:
@@ -115,7 +114,6 @@ class Sparse24(Pass):
 
     name = "sparse24"
     summary = "2:4 semi-structured sparse Linear weights (CUDA, compute capability >= 8.0, fp16/bf16)"
-    changes_work = False  # FLOPs stay the dense count; sparse tensor cores skip half of them
 
     def available(self) -> str | None:
         if getattr(torch.sparse, "to_sparse_semi_structured", None) is None:

@@ -16,7 +16,6 @@ import numpy as np
 import pandas as pd
 
 from bench.analysis.matching import KEY, match_cells
-from bench.analysis.numbers import psnr
 from bench.analysis.verdict import (
     MIN_SAMPLES,
     VERDICTS,
@@ -27,7 +26,9 @@ from bench.analysis.verdict import (
     psnr_drop,
     speed_verdict,
 )
-from bench.results.merge import Run, RunError
+from bench.core.errors import RunError
+from bench.core.numbers import psnr
+from bench.results.store import Run
 
 __all__ = [
     "PAIR_COLUMNS", "Comparison", "RatioCI", "Settings", "bootstrap_ratio", "compare_runs", "judge",

@@ -70,7 +70,6 @@ PROJECTION_COLUMNS: tuple[str, ...] = (
 )  # fmt: skip
 
 
-
 # ----------------------------------------------------------------- calibration
 def efficiencies(cells: pd.DataFrame, source: DeviceSpec, fp32_as: str = "tf32") -> pd.DataFrame:
     """One row per ok cell: its measured items/s over the source device's roofline bound, and its traffic.

@@ -23,8 +23,9 @@ from typing import Any
 
 import pandas as pd
 
-from bench.analysis.numbers import fixed, num, psnr
-from bench.results.merge import Run, RunError
+from bench.core.errors import RunError
+from bench.core.numbers import fixed, num, psnr
+from bench.results.store import Run
 
 FP32_EAGER = "fp32"
 

@@ -84,5 +84,3 @@ def resolve_source(
     if threads and result.threads and threads != result.threads:
         how += f"; WARNING: peak measured with {result.threads} threads, the run used {threads}"
     return Source(spec_from_peak(result), how)
-
-

@@ -62,7 +62,7 @@ def command_list(parser: argparse.ArgumentParser) -> str:
 
 
 def _unknown_options(parser: argparse.ArgumentParser, command: str, extra: list[str]) -> str:
-    """"unrecognized arguments: --pipeline; did you mean --pipelines?" for the command's own options."""
+    """ "unrecognized arguments: --pipeline; did you mean --pipelines?" for the command's own options."""
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     options = [o for action in sub.choices[command]._actions for o in action.option_strings]
     flags = [word.split("=", 1)[0] for word in extra if word.startswith("-")]

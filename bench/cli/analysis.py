@@ -1,8 +1,8 @@
 """Sub-commands that read finished runs (compare, report, merge, baseline).
 
 ``register`` adds their parsers and returns name -> handler for bench.cli. A
-run that cannot be read (``bench.merge.RunError``) and a bad option value become
-``bench.cli.UsageError``: one line on stderr, exit code 2. Exit code 1 is kept
+run that cannot be read and a bad option value raise ``RunError``, a
+``UsageError``: one line on stderr, exit code 2. Exit code 1 is kept
 for "the comparison found a regression" (with ``--fail-on-regression``), so CI
 can tell a slower build from a broken invocation.
 """
@@ -10,10 +10,11 @@ can tell a slower build from a broken invocation.
 from __future__ import annotations
 
 import argparse
-import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from bench.core.errors import RunError
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -36,22 +37,6 @@ BASELINE_EXAMPLES = """examples:
 """
 
 
-def _usage_errors(handler: Handler) -> Handler:
-    """Bad runs and bad option values are the user's input: turn them into UsageError."""
-
-    @functools.wraps(handler)
-    def wrapped(args: argparse.Namespace) -> int:
-        from bench.cli import UsageError
-        from bench.results.merge import RunError
-
-        try:
-            return handler(args)
-        except RunError as exc:
-            raise UsageError(str(exc)) from None
-
-    return wrapped
-
-
 def _console() -> Any:
     from bench.render.console import make_console
 
@@ -59,7 +44,6 @@ def _console() -> Any:
 
 
 def _write(path: Path, text: str) -> None:
-    from bench.results.merge import RunError
 
     try:
         Path(path).write_text(text, encoding="utf-8")
@@ -93,7 +77,6 @@ def _add_compare_options(p: argparse.ArgumentParser, default_threshold: str) -> 
 
 def _settings(args: argparse.Namespace) -> Any:
     from bench.analysis.compare import Settings, parse_threshold
-    from bench.results.merge import RunError
 
     try:
         return Settings(
@@ -108,7 +91,6 @@ def _settings(args: argparse.Namespace) -> Any:
 def _compare_and_report(base: Any, new: Any, args: argparse.Namespace) -> int:
     from bench.analysis.compare import compare_runs
     from bench.render.compare import console_tables, to_csv, to_markdown
-    from bench.results.merge import RunError
 
     comparison = compare_runs(base, new, _settings(args))
     console = _console()
@@ -131,17 +113,15 @@ def _compare_and_report(base: Any, new: Any, args: argparse.Namespace) -> int:
     return 1 if comparison.regressed and args.fail_on_regression else 0
 
 
-@_usage_errors
 def cmd_compare(args: argparse.Namespace) -> int:
-    from bench.results.merge import load_run
+    from bench.results.store import load_run
 
     return _compare_and_report(load_run(args.base), load_run(args.new), args)
 
 
 # ------------------------------------------------------------------ report
-@_usage_errors
 def cmd_report(args: argparse.Namespace) -> int:
-    from bench.results.merge import RunError, load_run
+    from bench.results.store import load_run
 
     if args.html is None and args.markdown is None:
         raise RunError("say what to write: --html FILE and/or --markdown FILE")
@@ -166,7 +146,6 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------ merge
-@_usage_errors
 def cmd_merge(args: argparse.Namespace) -> int:
     from bench.results.merge import merge_to
 
@@ -177,10 +156,9 @@ def cmd_merge(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------ baseline
-@_usage_errors
 def cmd_baseline(args: argparse.Namespace) -> int:
     from bench.results.baseline import find_baseline, list_baselines, save_baseline
-    from bench.results.merge import RunError, load_run
+    from bench.results.store import load_run
 
     if args.baseline_command == "save":
         dest = save_baseline(args.run, root=args.root, name=args.name, force=args.force)
@@ -217,7 +195,7 @@ def cmd_baseline(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> dict[str, Handler]:
-    from bench.results.baseline import DEFAULT_ROOT, NIGHTLY_THRESHOLD
+    from bench.results.machine_class import DEFAULT_ROOT, NIGHTLY_THRESHOLD
 
     fmt = argparse.RawDescriptionHelpFormatter
     p = sub.add_parser(

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench.core.errors import UsageError
+
 DEVICES_EXAMPLES = """examples:
   python -m bench devices
   python -m bench devices --sources
@@ -63,7 +65,7 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Callable[[argparse.Na
         "project",
         help="project a measured run onto catalogued devices (roofline x measured efficiency)",
         description="Project throughput, latency, memory fit and cost of a run's cells onto other devices. "
-        "Method and assumptions: see bench/projection.py.",
+        "Method and assumptions: see bench/analysis/projection.py.",
         epilog=PROJECT_EXAMPLES,
         formatter_class=raw,
     )
@@ -108,8 +110,6 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Callable[[argparse.Na
 
 # ----------------------------------------------------------------- helpers
 def _usage(message: str) -> Exception:
-    from bench.cli import UsageError
-
     return UsageError(message)
 
 

@@ -15,6 +15,7 @@ The order is what makes the numbers mean what the table says:
 from __future__ import annotations
 
 import gc
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ import torch
 
 from bench.core.artifact import Artifact, TorchArtifact, present_inputs
 from bench.core.device import Device, synchronize
+from bench.core.text import one_line
 from bench.hardware.peak import PeakResult
 from bench.harness.plan import Cell
 from bench.harness.reference import Reference, References
@@ -112,7 +114,7 @@ def measure_cell(
                 last_eager = artifact
         tools.synchronize()
         build_s = time.perf_counter() - t0
-        work = _work(cell, last_eager, artifact.precision)
+        work, work_note = _work(cell, last_eager, artifact.precision)
         params = sum(p.numel() for p in last_eager.module.parameters())
         model_bytes = artifact.stored_bytes()
         # The device peak from here on is what running the optimized model needs: its weights,
@@ -140,7 +142,7 @@ def measure_cell(
         energy = watch.measure_energy(timed, cell.batch_size)
     latency = summarize(sampled.latencies_ms)
     through_torch = runtime.allocates_through_torch  # else its memory is nvml_process_mem_mb's
-    notes = [*artifact.notes, f"stop={sampled.stop_reason}"]
+    notes = [*artifact.notes, f"stop={sampled.stop_reason}", *([work_note] if work_note else [])]
     if energy is not None:
         notes.append(energy.note())
     return Measured(
@@ -166,14 +168,22 @@ def measure_cell(
     )
 
 
-def _work(cell: Cell, eager: TorchArtifact, precision: str) -> WorkPerItem:
-    """FLOPs and bytes of the last eager torch model of the pipeline, at the cell's batch and precision."""
+def _work(cell: Cell, eager: TorchArtifact, precision: str) -> tuple[WorkPerItem, str | None]:
+    """FLOPs and bytes of the last eager torch model of the pipeline, at the cell's batch and precision.
+
+    A model that cannot be traced leaves the work columns empty (and says why in the notes):
+    its latency is still measured, so the cell is still ``ok``.
+    """
 
     def inputs_at(batch: int) -> tuple[torch.Tensor, ...]:
         inputs = cell.spec.example_inputs(batch, cell.size, 0)
         return present_inputs(inputs, "cpu", eager.input_dtype, False)
 
-    return measure_work(eager.module, inputs_at).at(cell.batch_size, precision)
+    try:
+        return measure_work(eager.module, inputs_at).at(cell.batch_size, precision), None
+    except Exception as exc:  # a module neither meta nor its device can trace (2:4 sparse weights, say)
+        nan = math.nan
+        return WorkPerItem(nan, nan, nan, nan, nan), f"work not counted ({one_line(exc, 160)})"
 
 
 def _transfers(

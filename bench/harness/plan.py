@@ -82,7 +82,7 @@ def skip_reason(pipeline: Pipeline, device: Device) -> str | None:
             return f"{step.spec}: {reason}"
     # A pass that chooses the runtime's options (ort:cuda) has checked them in applies_to; otherwise
     # the runtime runs the artifact as it is configured by default on this device.
-    if not any(getattr(step, "configures_runtime", False) for step in pipeline.passes):
+    if not any(step.configures_runtime for step in pipeline.passes):
         reason = runtime_unavailable(pipeline.final_kind, device)
         if reason is not None:
             return f"runtime: {reason}"

@@ -136,4 +136,3 @@ class EnergyWindow:
 
     def note(self) -> str:
         return f"energy={self.reading.source} over {self.calls} calls"
-

@@ -24,7 +24,11 @@ class Transfers:
     COLUMNS: ClassVar[tuple[str, ...]] = ("transfer_h2d_ms", "transfer_d2h_ms", "includes_transfers")
 
     def columns(self) -> dict[str, Any]:
-        return {"transfer_h2d_ms": self.h2d_ms, "transfer_d2h_ms": self.d2h_ms, "includes_transfers": self.included}
+        return {
+            "transfer_h2d_ms": self.h2d_ms,
+            "transfer_d2h_ms": self.d2h_ms,
+            "includes_transfers": self.included,
+        }
 
 
 def measure_transfers(

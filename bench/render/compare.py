@@ -17,8 +17,8 @@ import pandas as pd
 
 from bench.analysis.compare import PAIR_COLUMNS, Comparison
 from bench.analysis.matching import KEY
-from bench.analysis.numbers import num, psnr, ratio
 from bench.analysis.verdict import VERDICTS
+from bench.core.numbers import num, psnr, ratio
 from bench.render.markdown import table_lines
 from bench.render.tables import Column, Notes, below, fit_table
 

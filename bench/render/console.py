@@ -18,7 +18,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from bench.analysis.numbers import fixed, psnr
+from bench.core.numbers import fixed, psnr
 from bench.render.tables import Cell, Column, Notes, fit_table
 
 

@@ -12,7 +12,7 @@ import io
 import math
 from typing import Any
 
-from bench.analysis.numbers import num
+from bench.core.numbers import num
 from bench.render.labels import bar_label, contrast
 
 FONT = 7  # points, for every label drawn on a plot

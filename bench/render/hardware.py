@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 from rich.text import Text
 
-from bench.analysis.numbers import num, percent
+from bench.core.numbers import num, percent
 from bench.hardware.catalog import PRECISIONS, UNITS, Catalog, DeviceSpec, Figure
 from bench.render.tables import Cell, Column, Notes, below, fit_table
 

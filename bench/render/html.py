@@ -13,7 +13,7 @@ from pathlib import Path
 
 from bench.analysis.report import Report, Table, build_report
 from bench.render.markdown import report_markdown
-from bench.results.merge import Run
+from bench.results.store import Run
 
 CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 1.5rem auto; max-width: 1300px;

@@ -16,8 +16,8 @@ from typing import Any
 
 import pandas as pd
 
-from bench.analysis.numbers import fixed, num
 from bench.analysis.report import Report, ordered, pareto_front
+from bench.core.numbers import fixed, num
 from bench.render.figure import (
     DPI,
     FONT,

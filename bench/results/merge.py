@@ -18,10 +18,8 @@ import pandas as pd
 
 from bench.core.errors import RunError
 from bench.results.schema import CELL_COLUMNS, SAMPLE_COLUMNS
-from bench.results.store import TABLE_FILES, Run, load_run, run_folder
+from bench.results.store import Run, load_run
 from bench.results.writer import ResultWriter
-
-__all__ = ["TABLE_FILES", "Run", "RunError", "load_run", "merge_runs", "merge_to", "run_folder", "write_run"]
 
 
 def merge_runs(runs: list[Run]) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:

@@ -86,7 +86,15 @@ COLUMNS_SINCE: dict[str, int] = {
 SAMPLE_COLUMNS: dict[str, str] = {"cell_id": "Int64", "iter": "Int64", "latency_ms": "float64"}
 STATUSES = ("ok", "skipped", "error", "oom")
 #: the columns that say which cell a row is: `compare` joins two runs' rows on them
-COMPARISON_KEY: tuple[str, ...] = ("model", "size", "pipeline", "runtime", "device_name", "batch_size", "precision")
+COMPARISON_KEY: tuple[str, ...] = (
+    "model",
+    "size",
+    "pipeline",
+    "runtime",
+    "device_name",
+    "batch_size",
+    "precision",
+)
 #: the key without what a cell that did not run lacks (runtime, precision): how `ok -> error` is paired
 LOOSE_COMPARISON_KEY: tuple[str, ...] = ("model", "size", "pipeline", "device_name", "batch_size")
 

@@ -28,8 +28,9 @@ from bench.analysis.compare import (
 from bench.cli import main
 from bench.render.compare import to_markdown
 from bench.results.baseline import NIGHTLY_THRESHOLD
-from bench.results.merge import load_run, write_run
+from bench.results.merge import write_run
 from bench.results.schema import SAMPLE_COLUMNS, cells_frame
+from bench.results.store import load_run
 
 DATA = Path(__file__).parent / "data"
 

@@ -14,7 +14,7 @@ import pytest
 from bench.analysis.report import build_report, device_labels, pareto_front
 from bench.cli import main
 from bench.render.markdown import report_markdown
-from bench.results.merge import load_run
+from bench.results.store import load_run
 from tests.bench.analysis.test_compare import cell, lognormal, make_run
 
 

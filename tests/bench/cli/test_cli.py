@@ -262,7 +262,18 @@ def test_result_files_are_readable_by_others(tmp_path) -> None:
 def test_no_command_lists_every_command_with_one_line(capsys) -> None:
     assert main([]) == 2
     err = capsys.readouterr().err
-    for command in ("run", "list", "env", "compare", "report", "merge", "baseline", "devices", "peak", "project"):
+    for command in (
+        "run",
+        "list",
+        "env",
+        "compare",
+        "report",
+        "merge",
+        "baseline",
+        "devices",
+        "peak",
+        "project",
+    ):
         assert f"  {command} " in err
     assert "the following arguments are required" not in err
 
@@ -279,7 +290,9 @@ def test_a_run_file_takes_the_flag_names(tmp_path) -> None:
     from bench.harness.config import build_config, load_toml
 
     cfg = tmp_path / "run.toml"
-    cfg.write_text('models = "dcgan"\ntime-budget = 0.5\nmin-psnr = 25\nbatch-sizes = [1, 4]\nmodel = ["m:f"]\n')
+    cfg.write_text(
+        'models = "dcgan"\ntime-budget = 0.5\nmin-psnr = 25\nbatch-sizes = [1, 4]\nmodel = ["m:f"]\n'
+    )
     config = build_config(load_toml(cfg), {})
     assert config.time_budget_s == 0.5 and config.min_psnr_db == 25 and config.batch_sizes == (1, 4)
     assert config.models == ("dcgan",) and config.custom_models == ("m:f",)
@@ -304,7 +317,11 @@ def test_the_readme_run_file_is_complete_and_loads(tmp_path) -> None:
     cfg = tmp_path / "run.toml"
     cfg.write_text(block)
     values = load_toml(cfg)
-    keys = {line.split("=", 1)[0].strip() for line in block.splitlines() if "=" in line and not line.startswith("#")}
+    keys = {
+        line.split("=", 1)[0].strip()
+        for line in block.splitlines()
+        if "=" in line and not line.startswith("#")
+    }
     assert keys == set(FLAG_FIELDS), "the README's run file names every option a run file takes"
     config = build_config(values, {})
     assert config.models == ("dcgan", "unet") and config.batch_sizes == (1, 8)

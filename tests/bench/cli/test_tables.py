@@ -20,7 +20,7 @@ from bench.cli import main
 from bench.hardware import peak
 from bench.hardware.catalog import load_catalog
 from bench.render.hardware import display_value
-from bench.results.merge import load_run
+from bench.results.store import load_run
 
 RUN = Path(__file__).resolve().parents[3] / "results" / "cpu-amd-epyc-2c-20261123"
 WIDTHS = (100, 130)

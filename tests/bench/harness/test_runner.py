@@ -93,7 +93,6 @@ def test_an_interrupted_run_keeps_its_finished_rows(tmp_path, test_passes) -> No
 
 
 def test_the_reference_module_is_not_mutated_by_passes(tmp_path) -> None:
-    import torch
 
     cfg = RunConfig(**{**FAST, "models": ("dcgan",)})
     runner = Runner(cfg, Device("cpu"), ResultWriter(tmp_path), "t")
@@ -108,8 +107,6 @@ def test_the_reference_module_is_not_mutated_by_passes(tmp_path) -> None:
 
 def test_pct_of_peak_uses_the_cached_peak_of_the_rows_precision(run_matrix, tmp_path, monkeypatch) -> None:
     import json
-
-    import torch
 
     from bench.core.device import device_name
     from bench.hardware.peak import CACHE_VERSION, cache_path

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from bench.measure.work import trace_work, count_flops, measure_work
+from bench.measure.work import count_flops, measure_work, trace_work
 from reference_models import get_model
 
 

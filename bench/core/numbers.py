@@ -5,9 +5,9 @@ never mistaken for zero. PSNR has its own words for its infinities: +inf is
 bit-identical output ("exact") and -inf is output with NaN/inf in it
 ("non-finite"); a bare "inf" in a quality column reads like an overflow.
 
-This module sits in the analysis layer, not in render, because the report's
-table builders and the comparison's "why" text (both analysis) write numbers
-too, and analysis never imports render. Stdlib only: cheap to import anywhere.
+This module sits in core, not in render, because the report's table builders
+and the comparison's "why" text (both analysis) write numbers too, and analysis
+never imports render. Stdlib only: cheap to import anywhere.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The one number formatter (bench.analysis.numbers) every table, report and verdict reason uses."""
+"""The one number formatter (bench.core.numbers) every table, report and verdict reason uses."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.analysis.numbers import fixed, num, percent, psnr, ratio
+from bench.core.numbers import fixed, num, percent, psnr, ratio
 
 
 @pytest.mark.parametrize("missing", [None, math.nan, pd.NA, np.float64("nan"), "text"])
