@@ -17,7 +17,6 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Self, TypeVar
 
@@ -25,6 +24,7 @@ import torch
 
 from bench.core.artifact import Artifact, OnnxArtifact, TensorRTArtifact, TorchArtifact
 from bench.core.errors import PipelineError
+from bench.core.plugins import load_group
 from bench.core.text import did_you_mean
 from optimizers.state import ArtifactState
 
@@ -237,13 +237,8 @@ def load_entry_points() -> list[str]:
     if _entry_points_loaded:
         return []
     _entry_points_loaded = True
-    failures: list[str] = []
-    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
-        try:
-            obj = ep.load()
-        except Exception as exc:  # a broken plugin must not break the harness
-            failures.append(f"{ep.name}: {type(exc).__name__}: {exc}")
-            continue
+    loaded, failures = load_group(ENTRY_POINT_GROUP)
+    for _, obj in loaded:
         if isinstance(obj, type) and issubclass(obj, Pass) and obj.name not in PASSES:
             register_pass(obj)
     return failures

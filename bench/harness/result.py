@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from bench.core.columns import RowPart
 from bench.core.precision import peak_key
 from bench.hardware.peak import PeakResult
 from bench.measure.energy import EnergyWindow
@@ -27,7 +28,7 @@ from bench.results.schema import STATUSES
 
 
 @dataclass(frozen=True)
-class CellIdentity:
+class CellIdentity(RowPart):
     """Where a row comes from: the run, the machine, and the cell's coordinates."""
 
     run_id: str
@@ -50,12 +51,9 @@ class CellIdentity:
         "pipeline", "batch_size", "item", "torch_version", "git_sha",
     )  # fmt: skip
 
-    def columns(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.COLUMNS}
-
 
 @dataclass(frozen=True)
-class CellOutcome:
+class CellOutcome(RowPart):
     """How the cell ended (``STATUSES``), why, and what the passes and the sampler noted."""
 
     status: str
@@ -68,12 +66,9 @@ class CellOutcome:
         if self.status not in STATUSES:
             raise ValueError(f"status must be one of {STATUSES}, got {self.status!r}")
 
-    def columns(self) -> dict[str, Any]:
-        return {"status": self.status, "reason": self.reason, "notes": self.notes}
-
 
 @dataclass(frozen=True)
-class BuildResult:
+class BuildResult(RowPart):
     """What the pipeline built and what it cost: the runtime, its precision, build and first-call time, size."""
 
     runtime: str
@@ -87,12 +82,9 @@ class BuildResult:
         "runtime", "precision", "build_s", "first_call_ms", "params", "model_bytes",
     )  # fmt: skip
 
-    def columns(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.COLUMNS}
-
 
 @dataclass(frozen=True)
-class Throughput:
+class Throughput(RowPart):
     """Items per second at the median latency, the FLOP rate that implies, and its share of the measured peak."""
 
     throughput_items_s: float
@@ -108,9 +100,6 @@ class Throughput:
         items_s = batch / (p50_ms / 1e3)
         achieved = gflops_per_item * items_s
         return cls(items_s, achieved, pct_of_peak(peak, precision, achieved * 1e9))
-
-    def columns(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.COLUMNS}
 
 
 def pct_of_peak(peak: PeakResult | None, precision: str, achieved_flops_s: float) -> float:

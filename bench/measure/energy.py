@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from bench.core.columns import RowPart
 from bench.measure.sampler import PeriodicSampler
 
 
@@ -118,7 +119,7 @@ class EnergyMeter:
 
 
 @dataclass(frozen=True)
-class EnergyWindow:
+class EnergyWindow(RowPart):
     """The energy of ``calls`` back-to-back calls of ``items_per_call`` items each: a cell's energy columns."""
 
     reading: EnergyReading

@@ -13,11 +13,13 @@ from typing import Any, ClassVar
 
 import torch
 
+from bench.core.columns import RowPart
+
 DEFAULT_MIN_PSNR_DB = 30.0
 
 
 @dataclass(frozen=True)
-class Fidelity:
+class Fidelity(RowPart):
     """How close a pipeline's output is to the fp32 eager reference, and whether it passes the gate."""
 
     psnr_db: float

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from bench.core.columns import RowPart
 from bench.measure.energy import EnergyMeter, EnergyWindow
 from bench.measure.nvml import GpuState, Nvml
 
@@ -25,7 +26,7 @@ _NO_STATE = GpuState(sm_clock_mhz=math.nan, temperature_c=math.nan)
 
 
 @dataclass(frozen=True)
-class GpuObservation:
+class GpuObservation(RowPart):
     """A cell's NVML columns: process memory, SM clock and temperature at both edges of the timed region."""
 
     nvml_process_mem_mb: float

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import psutil
 import torch
 
+from bench.core.columns import RowPart
 from bench.core.device import Device
 from bench.measure.sampler import PeriodicSampler
 
@@ -57,7 +58,7 @@ def device_peak_reserved_mb(device: Device) -> float:
 
 
 @dataclass(frozen=True)
-class Footprint:
+class Footprint(RowPart):
     """A cell's peak memory: host RSS over the cell, and torch's device peaks while the optimized model ran.
 
     The device peaks are NaN on CPU and for runtimes that allocate outside torch (ONNX Runtime,
@@ -69,6 +70,3 @@ class Footprint:
     peak_device_reserved_mb: float = math.nan
 
     COLUMNS: ClassVar[tuple[str, ...]] = ("peak_host_rss_mb", "peak_device_mem_mb", "peak_device_reserved_mb")
-
-    def columns(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.COLUMNS}

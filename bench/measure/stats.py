@@ -9,6 +9,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from bench.core.columns import RowPart
+
 
 def median_ci(samples: list[float] | np.ndarray, z: float = 1.96) -> tuple[float, float]:
     """Distribution-free confidence interval of the median from order statistics.
@@ -32,7 +34,7 @@ def relative_ci_halfwidth(samples: list[float] | np.ndarray) -> float:
 
 
 @dataclass(frozen=True)
-class LatencyStats:
+class LatencyStats(RowPart):
     n: int
     p50: float
     p90: float

@@ -8,13 +8,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from bench.core.columns import RowPart
 from bench.measure.clocks import HostTimer
 
 REPEATS = 5
 
 
 @dataclass(frozen=True)
-class Transfers:
+class Transfers(RowPart):
     """Median H2D (placing the inputs) and D2H (fetching the output) times; NaN on CPU, where nothing is copied."""
 
     h2d_ms: float = math.nan

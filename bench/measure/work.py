@@ -37,6 +37,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from bench.core.columns import RowPart
 from bench.core.precision import ELEMENT_BYTES
 
 MB = 1e6
@@ -107,7 +108,7 @@ class Work:
 
 
 @dataclass(frozen=True)
-class WorkPerItem:
+class WorkPerItem(RowPart):
     """A cell's work columns: what `project` reads to bound any other device's throughput and memory."""
 
     gflops_per_item: float
@@ -119,9 +120,6 @@ class WorkPerItem:
     COLUMNS: ClassVar[tuple[str, ...]] = (
         "gflops_per_item", "mb_moved_per_item", "mb_moved_fixed", "activation_mb_per_item", "activation_mb_fixed",
     )  # fmt: skip
-
-    def columns(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.COLUMNS}
 
 
 def _trace_once(module: nn.Module, inputs: tuple[torch.Tensor, ...], meta: bool) -> tuple[int, TrafficTrace]:

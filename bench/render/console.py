@@ -18,6 +18,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from bench.analysis.report import speedups
 from bench.core.numbers import fixed, psnr
 from bench.render.tables import Cell, Column, Notes, fit_table
 
@@ -54,8 +55,6 @@ def with_speedup(frame: pd.DataFrame) -> pd.DataFrame:
 
     The same ratio the HTML report shows (``bench.analysis.report.speedups``), keyed by the device of this run.
     """
-    from bench.analysis.report import speedups
-
     frame = frame.copy()
     frame["speedup_vs_fp32"] = speedups(frame.assign(device_label=frame["device"])).to_numpy()
     return frame

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from bench.analysis.report import Report, Table, build_report
 from bench.render.markdown import report_markdown
+from bench.render.plots import add_figures
 from bench.results.store import Run
 
 CSS = """
@@ -93,9 +94,7 @@ def write_report(runs: list[Run], html_path: Path | None, markdown_path: Path | 
     """Build once, write the formats asked for; plots are drawn only for HTML (they need matplotlib)."""
     report = build_report(runs)
     if html_path is not None:
-        from bench.render.plots import add_figures
-
-        add_figures(report)
+        add_figures(report)  # matplotlib is imported inside the plot functions
         Path(html_path).write_text(to_html(report), encoding="utf-8")
     if markdown_path is not None:
         Path(markdown_path).write_text(report_markdown(report), encoding="utf-8")

@@ -14,15 +14,16 @@ kind and the runtime for it can thus both come from outside genbench.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
-from importlib import metadata
 from typing import Any, Protocol
 
 import torch
 
 from bench.core.artifact import Artifact
 from bench.core.device import Device
+from bench.core.plugins import load_group
 
 ENTRY_POINT_GROUP = "genbench.runtimes"
 
@@ -43,7 +44,6 @@ class LoadedModel(Protocol):
 #: a runtime class: constructed with (artifact, device), it is a LoadedModel
 RuntimeFactory = Callable[[Any, Device], LoadedModel]
 RUNTIMES: dict[str, RuntimeFactory] = {}
-_entry_points_loaded = False
 
 
 def register_runtime(kind: str) -> Callable[[RuntimeFactory], RuntimeFactory]:
@@ -61,25 +61,17 @@ def register_runtime(kind: str) -> Callable[[RuntimeFactory], RuntimeFactory]:
     return add
 
 
-def load_entry_points() -> list[str]:
-    """Register third-party runtimes declared under ``genbench.runtimes``; return the ones that failed.
+@functools.cache
+def load_entry_points() -> tuple[str, ...]:
+    """Register third-party runtimes declared under ``genbench.runtimes`` (once); the ones that failed to load.
 
     An entry point's name is the artifact kind, its object the runtime class.
     """
-    global _entry_points_loaded
-    if _entry_points_loaded:
-        return []
-    _entry_points_loaded = True
-    failures: list[str] = []
-    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
-        try:
-            cls = ep.load()
-        except Exception as exc:  # a broken plugin must not break the harness
-            failures.append(f"{ep.name}: {type(exc).__name__}: {exc}")
-            continue
-        if ep.name not in RUNTIMES:
-            register_runtime(ep.name)(cls)
-    return failures
+    loaded, failures = load_group(ENTRY_POINT_GROUP)
+    for kind, cls in loaded:
+        if kind not in RUNTIMES:
+            register_runtime(kind)(cls)
+    return tuple(failures)
 
 
 def all_runtimes() -> dict[str, RuntimeFactory]:
