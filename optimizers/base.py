@@ -214,6 +214,8 @@ class RatioPass(Pass):
 
 
 PASSES: dict[str, type[Pass]] = {}
+#: one line per ``genbench.passes`` plugin that could not be loaded or registered: `bench list` shows them
+PLUGIN_FAILURES: list[str] = []
 _entry_points_loaded = False
 
 
@@ -238,9 +240,15 @@ def load_entry_points() -> list[str]:
         return []
     _entry_points_loaded = True
     loaded, failures = load_group(ENTRY_POINT_GROUP)
-    for _, obj in loaded:
-        if isinstance(obj, type) and issubclass(obj, Pass) and obj.name not in PASSES:
-            register_pass(obj)
+    for name, obj in loaded:
+        if not (isinstance(obj, type) and issubclass(obj, Pass)):
+            failures.append(f"{name}: {obj!r} is not a Pass subclass")
+        elif obj.name not in PASSES:
+            try:
+                register_pass(obj)
+            except ValueError as exc:
+                failures.append(f"{name}: {exc}")
+    PLUGIN_FAILURES.extend(failures)
     return failures
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from bench.core.errors import PipelineError
 from bench.core.text import did_you_mean
-from optimizers.base import Pass, all_passes
+from optimizers.base import PLUGIN_FAILURES, Pass, all_passes
 from optimizers.state import ArtifactState
 
 
@@ -72,9 +72,13 @@ def parse_pipeline(text: str) -> Pipeline:
         name, colon, arg = token.partition(":")
         cls = registry.get(name)
         if cls is None:
+            broken = (
+                f" (plugins that failed to load: {'; '.join(PLUGIN_FAILURES)})" if PLUGIN_FAILURES else ""
+            )
             raise PipelineError(
                 f"unknown pass {name!r} in {text!r}; known passes: {', '.join(sorted(registry))}"
                 + did_you_mean(name, sorted(registry))
+                + broken
             )
         if colon and not arg:
             raise PipelineError(f"malformed pipeline {text!r}: {name!r} has an empty argument after ':'")

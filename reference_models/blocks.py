@@ -2,7 +2,7 @@
 
 Attribute names are part of each model's interface: they fix the ``state_dict``
 keys (``norm1``, ``conv1``, ``temb_proj``, ... as in DDPM / ``ldm``), and
-``optimizers.pruning`` recognises attention blocks by their layout (``norm``,
+``optimizers.attention_pruning`` recognises attention blocks by their layout (``norm``,
 ``qkv`` or ``q``/``k``/``v``, ``proj_out``). Submodules are created in a fixed
 order because seeded weights are drawn in construction order.
 """

@@ -80,9 +80,7 @@ def efficiencies(cells: pd.DataFrame, source: DeviceSpec, fp32_as: str = "tf32")
     import pandas as pd
 
     rows = []
-    ok = cells[
-        (cells["status"] == "ok") & cells["throughput_items_s"].notna() & cells["gflops_per_item"].notna()
-    ]
+    ok = cells[(cells["status"] == "ok") & cells["throughput_items_s"].notna()]
     for cell in ok.itertuples(index=False):
         traffic = Traffic.from_row(cell)
         precision = str(cell.precision) if not pd.isna(cell.precision) else "fp32"
@@ -90,6 +88,8 @@ def efficiencies(cells: pd.DataFrame, source: DeviceSpec, fp32_as: str = "tf32")
         key, why = peak_precision(precision, source, fp32_as)
         if not isinstance(traffic, Traffic):
             reason = traffic
+        elif pd.isna(cell.gflops_per_item):
+            reason = "the run records no FLOPs for this cell (its notes say why)"
         elif key is None:
             reason = why
         else:

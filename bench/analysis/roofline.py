@@ -56,11 +56,13 @@ class Traffic:
     def from_row(cls, row: Any) -> Traffic | str:
         """A cell's traffic, or why the row has none (a run from before schema 3, a model traced nowhere)."""
         values = [_number(getattr(row, c, math.nan)) for c in (*TRAFFIC_COLUMNS, "model_bytes")]
-        if any(math.isnan(v) for v in values):
+        if any(math.isnan(v) for v in values[:-1]):
             return (
-                "the run records no bytes moved for this cell (columns added in schema 3): "
-                "run it again with this genbench to project it"
+                "the run records no bytes moved for this cell (a run from before schema 3, or a model "
+                "the run could not trace: its notes say)"
             )
+        if math.isnan(values[-1]):
+            return "the run records no model size for this cell (its artifact does not say how big it is)"
         moved_at_batch, moved_fixed, act_item, act_fixed, weights = values
         batch = int(row.batch_size)
         return cls(

@@ -33,8 +33,12 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         choice = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
         if choice:
-            options = re.findall(r"'?([\w-]+)'?", choice.group(2))
-            message = f"unknown command {choice.group(1)!r}{did_you_mean(choice.group(1), options)}"
+            word, options = choice.group(1), re.findall(r"'?([\w-]+)'?", choice.group(2))
+            if message.startswith(("argument COMMAND:", "argument ACTION:")):
+                kind = "command" if message.startswith("argument COMMAND:") else "action"
+                message = f"unknown {kind} {word!r}{did_you_mean(word, options)}"
+            else:  # an option's value: keep argparse's "argument --fp32-as: ..." and add the closest choice
+                message += did_you_mean(word, options)
         super().error(message)
 
 

@@ -90,8 +90,6 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     overrides = {field: getattr(args, field) for field in FLAG_FIELDS.values()}
     if args.custom_models:
         overrides["custom_models"] = tuple(args.custom_models)
-        if args.models is None and "models" not in file_values:
-            overrides["models"] = ()  # --model alone runs just that model
     return build_config(file_values, overrides)
 
 
@@ -206,6 +204,11 @@ def cmd_list(args: argparse.Namespace) -> int:
             cls.summary,
         )
     console.print(passes)
+    from bench.runtimes import load_entry_points as runtime_plugins
+    from optimizers.registry import PLUGIN_FAILURES
+
+    for failure in (*PLUGIN_FAILURES, *runtime_plugins()):
+        console.print(f"[yellow]plugin not loaded:[/] {failure}")
     return 0
 
 

@@ -21,7 +21,7 @@ What is measured (``measure_peak``):
 - Copy bandwidth: ``dst.copy_(src)`` of a large buffer (far beyond the last-level
   cache), counted as bytes read + bytes written over the best time.
 
-Timing uses the project's timers (``bench.timing.timer_for``: perf_counter on
+Timing uses the project's timers (``bench.measure.clocks.timer_for``: perf_counter on
 CPU, CUDA events on GPU). Results are cached as JSON per device name under
 ``$GENBENCH_CACHE_DIR`` (default ``$XDG_CACHE_HOME/genbench`` or
 ``~/.cache/genbench``), file ``peak-<device-name-slug>.json``; a cached CPU

@@ -46,7 +46,7 @@ from bench.measure.nvml import Nvml
 from bench.measure.sampling import SamplingPolicy, sample_adaptively
 from bench.measure.stats import LatencyStats, summarize
 from bench.measure.transfers import Transfers, measure_transfers
-from bench.measure.work import WorkPerItem, measure_work
+from bench.measure.work import WorkPerItem, count_flops, measure_work
 from bench.runtimes import LoadedModel, load
 from optimizers.registry import PassContext
 
@@ -114,9 +114,9 @@ def measure_cell(
                 last_eager = artifact
         tools.synchronize()
         build_s = time.perf_counter() - t0
-        work, work_note = _work(cell, last_eager, artifact.precision)
+        work, work_note = _work(cell, last_eager, artifact.precision, ref.inputs, device.torch_name)
         params = sum(p.numel() for p in last_eager.module.parameters())
-        model_bytes = artifact.stored_bytes()
+        model_bytes = _stored_bytes(artifact)
         # The device peak from here on is what running the optimized model needs: its weights,
         # activations and workspace, not the build's intermediate copies (nor the torch model an
         # exported pipeline started from).
@@ -168,7 +168,9 @@ def measure_cell(
     )
 
 
-def _work(cell: Cell, eager: TorchArtifact, precision: str) -> tuple[WorkPerItem, str | None]:
+def _work(
+    cell: Cell, eager: TorchArtifact, precision: str, ref_inputs: tuple[torch.Tensor, ...], device: str
+) -> tuple[WorkPerItem, str | None]:
     """FLOPs and bytes of the last eager torch model of the pipeline, at the cell's batch and precision.
 
     A model that cannot be traced leaves the work columns empty (and says why in the notes):
@@ -181,9 +183,23 @@ def _work(cell: Cell, eager: TorchArtifact, precision: str) -> tuple[WorkPerItem
 
     try:
         return measure_work(eager.module, inputs_at).at(cell.batch_size, precision), None
-    except Exception as exc:  # a module neither meta nor its device can trace (2:4 sparse weights, say)
-        nan = math.nan
-        return WorkPerItem(nan, nan, nan, nan, nan), f"work not counted ({one_line(exc, 160)})"
+    except Exception as exc:  # neither meta nor its device can trace it at batch 1 and 2 (2:4 weights, say)
+        why = one_line(exc, 160)
+    nan = math.nan
+    try:  # FLOPs at the cell's own batch at least, as a model that only runs at that batch allows
+        flops = count_flops(
+            eager.module, present_inputs(ref_inputs, device, eager.input_dtype, eager.channels_last)
+        )
+    except Exception:
+        return WorkPerItem(nan, nan, nan, nan, nan), f"work not counted ({why})"
+    gflops = flops / cell.batch_size / 1e9
+    return WorkPerItem(gflops, nan, nan, nan, nan), f"bytes moved not counted ({why})"
+
+
+def _stored_bytes(artifact: Any) -> int | None:
+    """The artifact's size as stored; empty for a third-party artifact that does not say (``stored_bytes``)."""
+    stored = getattr(artifact, "stored_bytes", None)
+    return stored() if callable(stored) else None
 
 
 def _transfers(

@@ -173,6 +173,8 @@ def build_config(file_values: dict[str, Any], overrides: dict[str, Any]) -> RunC
         raise ConfigError(f"unknown config key(s) {', '.join(unknown)}; keys: {', '.join(FLAG_FIELDS)}")
     merged = {k: _coerce(k, v) for k, v in file_values.items()}
     merged.update({k: _coerce(k, v) for k, v in overrides.items() if v is not None})
+    if merged.get("custom_models") and "models" not in merged:
+        merged["models"] = ()  # your own model alone (--model, or `model` in a run file) runs just that model
     try:
         return RunConfig(**merged)
     except TypeError as exc:

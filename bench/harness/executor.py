@@ -17,12 +17,14 @@ import gc
 import shutil
 import socket
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
 
 import torch
 
 from bench.core.device import Device, device_name
+from bench.core.text import one_line
 from bench.hardware.peak import usable_peak
 from bench.harness.cell import CellSettings, Instruments, measure_cell
 from bench.harness.config import RunConfig
@@ -109,15 +111,27 @@ class InProcessExecutor:
         finally:
             if self.artifacts_dir is None:
                 shutil.rmtree(workdir, ignore_errors=True)
-        # What a fresh process would start from: no compiled code or CUDA-graph pools from this cell
-        # (they outlive the module), and, after an oom, the failed cell's memory really freed. Only here,
-        # out of the except block, are its frames (and the tensors they hold) gone.
-        torch.compiler.reset()
-        if result.status == "oom":
-            gc.collect()
-        if self.device.is_cuda:
-            gc.collect()
-            torch.cuda.empty_cache()
+        return self._clean_up_after(cell, result)
+
+    def _clean_up_after(self, cell: Cell, result: CellResult) -> CellResult:
+        """Leave what a fresh process would start from, without letting a failed clean-up stop the run.
+
+        Compiled code and CUDA-graph pools outlive the module (``torch.compiler.reset`` after a
+        pipeline that compiled); after an oom the failed cell's memory is really freed: only here,
+        out of the except block, are its frames (and the tensors they hold through the traceback)
+        gone. After a sticky CUDA fault even ``empty_cache`` raises: that goes in the cell's notes.
+        """
+        try:
+            if any(state.compiled for state in cell.pipeline.states):
+                torch.compiler.reset()
+            if result.status == "oom" or self.device.is_cuda:
+                gc.collect()
+            if self.device.is_cuda:
+                torch.cuda.empty_cache()
+        except Exception as exc:
+            note = f"clean-up after the cell failed: {one_line(exc, 200)}"
+            notes = "; ".join(n for n in (result.outcome.notes, note) if n)
+            return replace(result, outcome=replace(result.outcome, notes=notes))
         return result
 
     def _workdir(self, cell: Cell) -> Path:

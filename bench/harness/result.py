@@ -76,7 +76,7 @@ class BuildResult(RowPart):
     build_s: float
     first_call_ms: float
     params: int
-    model_bytes: int
+    model_bytes: int | None  # None: a third-party artifact that does not say its stored size
 
     COLUMNS: ClassVar[tuple[str, ...]] = (
         "runtime", "precision", "build_s", "first_call_ms", "params", "model_bytes",

@@ -123,13 +123,17 @@ class WorkPerItem(RowPart):
 
 
 def _trace_once(module: nn.Module, inputs: tuple[torch.Tensor, ...], meta: bool) -> tuple[int, TrafficTrace]:
+    """One traced call. The meta weights and inputs are made before the modes start: made inside,
+    they would count as op outputs (weights written, read and live three times over)."""
     flops = FlopCounterMode(display=False)
     trace = TrafficTrace()
-    with torch.inference_mode(), flops, trace.mode:
-        if meta:
-            state = {name: torch.empty_like(t, device="meta") for name, t in _state(module)}
-            out = torch.func.functional_call(module, state, tuple(t.to("meta") for t in inputs))
-        else:
+    if meta:
+        state = {name: torch.empty_like(t, device="meta") for name, t in _state(module)}
+        meta_inputs = tuple(t.to("meta") for t in inputs)
+        with torch.inference_mode(), flops, trace.mode:
+            out = torch.func.functional_call(module, state, meta_inputs)
+    else:
+        with torch.inference_mode(), flops, trace.mode:
             out = module(*inputs)
     del out
     return int(flops.get_total_flops()), trace

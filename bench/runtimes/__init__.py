@@ -12,6 +12,7 @@ from bench.runtimes.base import (
     all_runtimes,
     first_tensor,
     load,
+    load_entry_points,
     register_runtime,
     runtime_unavailable,
 )
@@ -23,6 +24,7 @@ __all__ = [
     "all_runtimes",
     "first_tensor",
     "load",
+    "load_entry_points",
     "register_runtime",
     "runtime_unavailable",
 ]

@@ -70,7 +70,10 @@ def load_entry_points() -> tuple[str, ...]:
     loaded, failures = load_group(ENTRY_POINT_GROUP)
     for kind, cls in loaded:
         if kind not in RUNTIMES:
-            register_runtime(kind)(cls)
+            try:
+                register_runtime(kind)(cls)
+            except ValueError as exc:  # a malformed plugin must not stop the harness either
+                failures.append(f"{kind}: {exc}")
     return tuple(failures)
 
 
@@ -99,7 +102,12 @@ def runtime_unavailable(kind: str, device: Device) -> str | None:
     if factory is None:
         return f"no runtime is registered for {kind} artifacts"
     check = getattr(factory, "unavailable", None)
-    return check(device) if check is not None else None
+    if check is None:
+        return None
+    try:
+        return check(device)
+    except Exception as exc:  # a plugin's own check failing: the cell is skipped with that, the run goes on
+        return f"the {kind} runtime could not tell whether it runs here: {type(exc).__name__}: {exc}"
 
 
 def first_tensor(output: Any) -> torch.Tensor:

@@ -86,6 +86,7 @@ class TensorRTRuntime:
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         is_input = {n: self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT for n in names}
         self.inputs = input_order([n for n in names if is_input[n]])
+        self.positions = input_positions(self.inputs)
         self.outputs = [n for n in names if not is_input[n]]
         self._bound: dict[str, torch.Tensor] | None = None
 
@@ -116,7 +117,12 @@ class TensorRTRuntime:
     def prepare(self, inputs: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
         self._bound = None  # the context's shapes change below; addresses are bound again on the next run
         prepared: dict[str, torch.Tensor] = {}
-        for name, tensor in zip(self.inputs, inputs, strict=True):
+        if len(inputs) < max(self.positions, default=-1) + 1:
+            raise ValueError(f"the TensorRT engine wants {len(self.inputs)} inputs, got {len(inputs)}")
+        for name, position in zip(self.inputs, self.positions, strict=True):
+            tensor = inputs[
+                position
+            ]  # by genbench's input_N numbering: an input the exporter dropped is skipped
             prepared[name] = tensor.to(self.device.torch_name, self._dtype(name)).contiguous()
         self._bind_shapes(prepared)  # the output shapes follow from the input shapes
         for name in self.outputs:

@@ -259,6 +259,17 @@ def test_unsupported_precision_and_missing_profile_are_rows_with_reasons() -> No
     assert frame.loc[0, "status"] == "no-profile" and "schema 3" in frame.loc[0, "reason"]
 
 
+def test_a_cell_whose_work_was_not_counted_is_a_row_with_the_reason() -> None:
+    cells = synthetic_cells(SOURCE, {("fp32", "fp32"): 0.5, ("custom", "fp32"): 0.5}, batches=(1,))
+    untraced = cells["pipeline"] == "custom"
+    cells.loc[untraced, ["gflops_per_item", "mb_moved_per_item"]] = math.nan
+    frame = project(cells, Source(SOURCE, "t"), [TARGET]).set_index("pipeline")
+    assert frame.loc["fp32", "status"] == "ok"
+    assert (
+        frame.loc["custom", "status"] == "no-profile" and "could not trace" in frame.loc["custom", "reason"]
+    )
+
+
 def test_emulated_precision_is_calibrated_with_fp32_cells() -> None:
     slow_bf16 = device("avx2", fp32=1e11, bandwidth=1e10, bf16=1e9)  # measured: bf16 GEMM 100x slower
     assert emulated(slow_bf16, "bf16") and not emulated(TARGET, "bf16")

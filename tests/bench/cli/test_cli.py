@@ -296,6 +296,9 @@ def test_a_run_file_takes_the_flag_names(tmp_path) -> None:
     config = build_config(load_toml(cfg), {})
     assert config.time_budget_s == 0.5 and config.min_psnr_db == 25 and config.batch_sizes == (1, 4)
     assert config.models == ("dcgan",) and config.custom_models == ("m:f",)
+    alone = tmp_path / "alone.toml"
+    alone.write_text('model = ["m:f"]\n')
+    assert build_config(load_toml(alone), {}).models == ()  # as --model alone: just your model
     legacy = tmp_path / "legacy.toml"
     legacy.write_text("time_budget_s = 0.5\n")  # field names, as run files of earlier versions wrote
     assert build_config(load_toml(legacy), {}).time_budget_s == 0.5

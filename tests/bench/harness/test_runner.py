@@ -153,3 +153,15 @@ def test_an_onnx_pipeline_on_a_gpu_without_cuda_provider_is_skipped_not_failed()
     reason = skip_reason(parse_pipeline("int8"), Device("cuda", 0))
     assert reason is not None and reason.startswith("runtime: ") and "CUDAExecutionProvider" in reason
     assert skip_reason(parse_pipeline("int8"), Device("cpu")) is None
+
+
+def test_a_failing_clean_up_is_noted_and_the_run_goes_on(run_matrix, test_passes, monkeypatch) -> None:
+    import bench.harness.executor as executor
+
+    def broken_collect() -> int:
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+    monkeypatch.setattr(executor.gc, "collect", broken_collect)
+    frame = run_matrix(models=("dcgan",), pipelines=("fp32", "test-hog", "channels_last"), batch_sizes=(1,))
+    assert list(frame["status"]) == ["ok", "oom", "ok"]  # the oom cell's clean-up raised; the run went on
+    assert "clean-up after the cell failed: RuntimeError: CUDA error" in frame.iloc[1]["notes"]
