@@ -110,7 +110,7 @@ def usable_peak(device: Device, name: str) -> PeakResult | None:
     return cached
 
 
-def _write_cache(result: PeakResult) -> Path:
+def write_cache(result: PeakResult) -> Path:
     path = cache_path(result.device_name)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")
@@ -141,7 +141,7 @@ def measured_peak(device: Device | str, refresh: bool = False, **measure_kwargs:
         if cached is not None and cached.kind == dev.kind and cached.threads == _current_threads(dev):
             return cached
     result = measure_peak(dev, **measure_kwargs)
-    _write_cache(result)
+    write_cache(result)
     return result
 
 

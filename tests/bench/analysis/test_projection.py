@@ -390,7 +390,7 @@ def test_cpu_run_projection_checked_against_a_gpu_run(
         torch_version="test", threads=2, memory_bytes=32 * 2**30, flops={"fp32": 1e11, "bf16": 1e9},
         skipped={"tf32": "no TF32 on CPUs"}, copy_bytes_s=1e10,
     )  # fmt: skip
-    peak._write_cache(cpu_peak)
+    peak.write_cache(cpu_peak)
     cpu = spec_from_peak(cpu_peak)
     dcgan = dcgan_work()
     cells = synthetic_cells(

@@ -97,7 +97,7 @@ def test_devices_sources_are_numbered_notes(monkeypatch: pytest.MonkeyPatch) -> 
 def cached_peak(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The committed run's CPU has no catalogue entry: a cached peak for it, so nothing is measured."""
     monkeypatch.setenv("GENBENCH_CACHE_DIR", str(tmp_path / "cache"))
-    peak._write_cache(
+    peak.write_cache(
         peak.PeakResult(
             device="cpu",
             device_name="AMD EPYC",
