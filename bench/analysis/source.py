@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bench.core.precision import PEAK_PRECISIONS
 from bench.hardware.catalog import Catalog, DeviceSpec, Figure
 from bench.hardware.peak import PeakResult, read_cached
 
@@ -13,7 +14,7 @@ def spec_from_peak(result: PeakResult) -> DeviceSpec:
     source = f"measured by bench.hardware.peak on {result.measured_at} ({result.threads or 'all'} threads, torch {result.torch_version})"
     peak: dict[str, Figure | None] = {}
     unsupported: dict[str, str] = {}
-    for precision in ("fp32", "tf32", "fp16", "bf16", "fp8", "int8"):
+    for precision in PEAK_PRECISIONS:
         rate = result.flops.get(precision)
         if rate:
             peak[precision] = Figure(

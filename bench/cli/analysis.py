@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench.cli.common import wide_console
 from bench.core.errors import RunError
 
 Handler = Callable[[argparse.Namespace], int]
@@ -35,12 +36,6 @@ BASELINE_EXAMPLES = """examples:
   python -m bench baseline check results/nightly --markdown summary.md --fail-on-regression
   python -m bench baseline list
 """
-
-
-def _console() -> Any:
-    from bench.render.console import make_console
-
-    return make_console(min_width=160)
 
 
 def _write(path: Path, text: str) -> None:
@@ -93,7 +88,7 @@ def _compare_and_report(base: Any, new: Any, args: argparse.Namespace) -> int:
     from bench.render.compare import console_tables, to_csv, to_markdown
 
     comparison = compare_runs(base, new, _settings(args))
-    console = _console()
+    console = wide_console()
     for renderable in console_tables(comparison, console.width):
         console.print(renderable)
     for note in comparison.notes:

@@ -1,4 +1,4 @@
-"""What several commands share: the --device flag resolved to a usable device."""
+"""What several commands share: the --device flag resolved to a usable device, and the console they print to."""
 
 from __future__ import annotations
 
@@ -17,3 +17,10 @@ def device_from_flag(text: str | None) -> Any:
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     return device
+
+
+def wide_console() -> Any:
+    """The console of the commands that print wide tables: no 80-column wrapping in logs and CI."""
+    from bench.render.console import make_console
+
+    return make_console(min_width=160)

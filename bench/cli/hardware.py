@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench.cli.common import wide_console
 from bench.core.errors import UsageError
 
 DEVICES_EXAMPLES = """examples:
@@ -124,15 +125,9 @@ def _catalog(path: Path | None) -> Any:
 
 def _print(*renderables: Any) -> None:
     """Print tables and notes on a console whose width the tables were fitted to."""
-    console = _console()
+    console = wide_console()
     for renderable in renderables:
         console.print(renderable)
-
-
-def _console() -> Any:
-    from bench.render.console import make_console
-
-    return make_console(min_width=160)
 
 
 # ----------------------------------------------------------------- devices
@@ -140,7 +135,7 @@ def cmd_devices(args: argparse.Namespace) -> int:
     from bench.render.hardware import devices_tables
 
     catalog = _catalog(args.catalog)
-    _print(*devices_tables(catalog, _console().width, sources=args.sources))
+    _print(*devices_tables(catalog, wide_console().width, sources=args.sources))
     return 0
 
 
@@ -155,7 +150,7 @@ def cmd_peak(args: argparse.Namespace) -> int:
         check_available(device)
     except ValueError as exc:
         raise _usage(str(exc)) from None
-    console = _console()
+    console = wide_console()
     if not args.json:
         console.print(f"measuring peak of {device} (cached after the first time; --refresh to re-measure)...")
     result = measured_peak(device, refresh=args.refresh)
@@ -271,4 +266,4 @@ def cmd_project(args: argparse.Namespace) -> int:
 def _print_projection(frame: Any, source: Any, check: Any, csv: Path, args: argparse.Namespace) -> None:
     from bench.render.hardware import projection_tables
 
-    _print(*projection_tables(frame, source, check, csv, args.from_run, args.holdout, _console().width))
+    _print(*projection_tables(frame, source, check, csv, args.from_run, args.holdout, wide_console().width))

@@ -44,7 +44,3 @@ def peak_key(precision: str, has_tf32: bool, fp32_as: str = "tf32") -> str | Non
         wants_tf32 = key == "tf32" or fp32_as == "tf32"
         return "tf32" if wants_tf32 and has_tf32 else "fp32"
     return key
-
-
-def element_bytes(precision: str) -> int | None:
-    return ELEMENT_BYTES.get(precision)

@@ -29,9 +29,10 @@ from pathlib import Path
 from typing import Any
 
 from bench.core.errors import CatalogError, UnknownDeviceError
+from bench.core.precision import PEAK_PRECISIONS
 
 SCHEMA_VERSION = 1
-PRECISIONS: tuple[str, ...] = ("fp32", "tf32", "fp16", "bf16", "fp8", "int8")
+PRECISIONS = PEAK_PRECISIONS  # every catalogue entry gives each, or says it is unsupported
 KINDS = ("gpu", "cpu", "accelerator")
 PER = ("device", "core")
 

@@ -14,7 +14,6 @@ The order is what makes the numbers mean what the table says:
 
 from __future__ import annotations
 
-import gc
 import math
 import time
 from collections.abc import Callable
@@ -30,21 +29,21 @@ from bench.core.text import one_line
 from bench.hardware.peak import PeakResult
 from bench.harness.plan import Cell
 from bench.harness.reference import Reference, References
-from bench.harness.result import BuildResult, Throughput
+from bench.harness.result import BuildResult, CellIdentity, CellOutcome, CellResult, Throughput
 from bench.measure.clocks import HostTimer, Timer
-from bench.measure.energy import EnergyWindow
-from bench.measure.fidelity import Fidelity, compare_outputs
-from bench.measure.gpu_watch import GpuObservation, GpuWatch
+from bench.measure.fidelity import compare_outputs
+from bench.measure.gpu_watch import GpuWatch
 from bench.measure.memory import (
     Footprint,
     PeakRSS,
     device_peak_mb,
     device_peak_reserved_mb,
+    release_device_cache,
     reset_device_peak,
 )
 from bench.measure.nvml import Nvml
 from bench.measure.sampling import SamplingPolicy, sample_adaptively
-from bench.measure.stats import LatencyStats, summarize
+from bench.measure.stats import summarize
 from bench.measure.transfers import Transfers, measure_transfers
 from bench.measure.work import WorkPerItem, count_flops, measure_work
 from bench.runtimes import LoadedModel, load
@@ -62,23 +61,6 @@ class CellSettings:
 
 
 @dataclass(frozen=True)
-class Measured:
-    """The parts a cell that ran contributes to its row, and its raw samples."""
-
-    build: BuildResult
-    latency: LatencyStats
-    throughput: Throughput
-    transfers: Transfers
-    footprint: Footprint
-    work: WorkPerItem
-    fidelity: Fidelity
-    gpu: GpuObservation
-    energy: EnergyWindow | None
-    samples_ms: tuple[float, ...]
-    notes: str
-
-
-@dataclass(frozen=True)
 class Instruments:
     """The device and what measures on it, made once per run."""
 
@@ -92,8 +74,14 @@ class Instruments:
 
 
 def measure_cell(
-    cell: Cell, references: References, tools: Instruments, settings: CellSettings, workdir: Path
-) -> Measured:
+    cell: Cell,
+    identity: CellIdentity,
+    references: References,
+    tools: Instruments,
+    settings: CellSettings,
+    workdir: Path,
+) -> CellResult:
+    """The cell's result with every measured part; an exception for a cell that failed (the executor maps it)."""
     ref = references.get(cell)
     device = tools.device
     ctx = PassContext(
@@ -121,7 +109,7 @@ def measure_cell(
         # activations and workspace, not the build's intermediate copies (nor the torch model an
         # exported pipeline started from).
         del last_eager
-        _release_device_cache(device)
+        release_device_cache(device)
         reset_device_peak(device)
         runtime = load(artifact, device)
         prepared = runtime.prepare(ref.inputs)
@@ -145,7 +133,9 @@ def measure_cell(
     notes = [*artifact.notes, f"stop={sampled.stop_reason}", *([work_note] if work_note else [])]
     if energy is not None:
         notes.append(energy.note())
-    return Measured(
+    return CellResult(
+        identity=identity,
+        outcome=CellOutcome("ok", notes="; ".join(notes)),
         build=BuildResult(
             runtime.runtime_name, artifact.precision, build_s, first_call_ms, params, model_bytes
         ),
@@ -164,7 +154,6 @@ def measure_cell(
         gpu=watch.observation(),
         energy=energy,
         samples_ms=tuple(sampled.latencies_ms),
-        notes="; ".join(notes),
     )
 
 
@@ -219,9 +208,3 @@ def _timed_call(runtime: LoadedModel, ref: Reference, prepared: Any, with_copies
     if with_copies:  # --include-transfers: every timed call places its inputs and fetches its output
         return lambda: runtime.to_torch(runtime.run(runtime.prepare(ref.inputs)))
     return lambda: runtime.run(prepared)
-
-
-def _release_device_cache(device: Device) -> None:
-    if device.is_cuda:
-        gc.collect()
-        torch.cuda.empty_cache()

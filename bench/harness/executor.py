@@ -31,9 +31,10 @@ from bench.harness.config import RunConfig
 from bench.harness.outcome import outcome_of, skipped
 from bench.harness.plan import Cell, skip_reason
 from bench.harness.reference import References
-from bench.harness.result import CellIdentity, CellOutcome, CellResult
+from bench.harness.result import CellIdentity, CellResult
 from bench.measure.clocks import timer_for
 from bench.measure.environment import git_sha
+from bench.measure.memory import release_device_cache
 from bench.measure.nvml import open_gpu
 from bench.measure.sampling import SamplingPolicy
 
@@ -96,14 +97,8 @@ class InProcessExecutor:
         if reason is not None:
             return CellResult(identity, skipped(reason))
         workdir = self._workdir(cell)
-        result: CellResult | None = None
         try:
-            measured = measure_cell(cell, self.references, self.tools, self.settings, workdir)
-            result = CellResult(
-                identity, CellOutcome("ok", notes=measured.notes), measured.build, measured.latency,
-                measured.throughput, measured.transfers, measured.footprint, measured.work, measured.fidelity,
-                measured.gpu, measured.energy, measured.samples_ms,
-            )  # fmt: skip
+            result = measure_cell(cell, identity, self.references, self.tools, self.settings, workdir)
         except (KeyboardInterrupt, SystemExit):
             raise
         except Exception as exc:
@@ -124,10 +119,9 @@ class InProcessExecutor:
         try:
             if any(state.compiled for state in cell.pipeline.states):
                 torch.compiler.reset()
-            if result.status == "oom" or self.device.is_cuda:
+            if result.status == "oom":
                 gc.collect()
-            if self.device.is_cuda:
-                torch.cuda.empty_cache()
+            release_device_cache(self.device)
         except Exception as exc:
             note = f"clean-up after the cell failed: {one_line(exc, 200)}"
             notes = "; ".join(n for n in (result.outcome.notes, note) if n)

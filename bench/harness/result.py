@@ -11,7 +11,7 @@ a cell measured in another process or on another machine comes back as one.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
 from bench.core.columns import RowPart
@@ -136,10 +136,8 @@ class CellResult:
     samples_ms: tuple[float, ...] = field(default=(), repr=False)
 
     def parts(self) -> tuple[Any, ...]:
-        return (
-            self.identity, self.outcome, self.build, self.latency, self.throughput, self.transfers,
-            self.footprint, self.work, self.fidelity, self.gpu, self.energy,
-        )  # fmt: skip
+        """The row parts, in field order (which is PARTS's order: a test holds them aligned)."""
+        return tuple(getattr(self, f.name) for f in fields(self) if f.name != "samples_ms")
 
     @property
     def status(self) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import math
 from dataclasses import dataclass
 from typing import ClassVar
@@ -32,6 +33,13 @@ class PeakRSS(PeriodicSampler):
     @property
     def peak_mb(self) -> float:
         return self.peak_bytes / 2**20
+
+
+def release_device_cache(device: Device) -> None:
+    """Free what nothing references any more and hand torch's cached device blocks back (a no-op on CPU)."""
+    if device.is_cuda:
+        gc.collect()
+        torch.cuda.empty_cache()
 
 
 def reset_device_peak(device: Device) -> None:

@@ -17,6 +17,7 @@ from rich.text import Text
 
 from bench.core.numbers import num, percent
 from bench.hardware.catalog import PRECISIONS, UNITS, Catalog, DeviceSpec, Figure
+from bench.hardware.peak import DTYPES
 from bench.render.tables import Cell, Column, Notes, below, fit_table
 
 _FACTORS = {unit: factor for table in UNITS.values() for unit, factor in table.items()}
@@ -102,7 +103,7 @@ def sources_tables(catalog: Catalog, width: int) -> list[Any]:
 def peak_table(result: Any, width: int) -> list[Any]:
     """A measured peak (bench.hardware.peak.PeakResult): GEMM rate per dtype and copy bandwidth."""
     rows: list[list[Cell]] = []
-    for dtype in ("fp32", "tf32", "fp16", "bf16", "int8"):
+    for dtype in DTYPES:  # what bench peak measures, in its order
         if dtype in result.flops:
             unit = "TOPS" if dtype == "int8" else "TFLOPS"
             sizes = [d["n"] for d in result.details if d["dtype"] == dtype]

@@ -28,8 +28,8 @@ WIDTHS = (100, 130)
 
 def _render(monkeypatch: pytest.MonkeyPatch, width: int, argv: list[str]) -> str:
     console = Console(width=width, record=True, color_system=None)
-    monkeypatch.setattr(bench.cli.hardware, "_console", lambda: console)
-    monkeypatch.setattr(bench.cli.analysis, "_console", lambda: console)
+    monkeypatch.setattr(bench.cli.hardware, "wide_console", lambda: console)
+    monkeypatch.setattr(bench.cli.analysis, "wide_console", lambda: console)
     assert main(argv) == 0
     return console.export_text()
 
