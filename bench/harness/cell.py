@@ -31,6 +31,7 @@ from bench.harness.plan import Cell
 from bench.harness.reference import Reference, References
 from bench.harness.result import BuildResult, CellIdentity, CellOutcome, CellResult, Throughput
 from bench.measure.clocks import HostTimer, Timer
+from bench.measure.contention import ContentionMeter, gpu_process_reader
 from bench.measure.fidelity import compare_outputs
 from bench.measure.gpu_watch import GpuWatch
 from bench.measure.memory import (
@@ -123,9 +124,19 @@ def measure_cell(
         transfers = _transfers(runtime, ref, prepared, tools, settings.include_transfers)
         timed = _timed_call(runtime, ref, prepared, transfers.included)
         watch = GpuWatch(tools.nvml, tools.synchronize)
-        sampled = sample_adaptively(
-            lambda: tools.timer.measure(timed), settings.policy, on_timed_start=watch.timed_start
+        meter = ContentionMeter(
+            torch.get_num_threads(),
+            gpu_processes=gpu_process_reader(tools.nvml) if tools.nvml is not None else None,
         )
+
+        def timed_start() -> None:
+            watch.timed_start()
+            meter.start()
+
+        sampled = sample_adaptively(
+            lambda: tools.timer.measure(timed), settings.policy, on_timed_start=timed_start
+        )
+        contention = meter.stop()
         watch.timed_end()
         energy = watch.measure_energy(timed, cell.batch_size)
     latency = summarize(sampled.latencies_ms)
@@ -133,6 +144,8 @@ def measure_cell(
     notes = [*artifact.notes, f"stop={sampled.stop_reason}", *([work_note] if work_note else [])]
     if energy is not None:
         notes.append(energy.note())
+    if contention.contended:
+        notes.append(f"contended: {contention.describe()}")
     return CellResult(
         identity=identity,
         outcome=CellOutcome("ok", notes="; ".join(notes)),
@@ -140,6 +153,7 @@ def measure_cell(
             runtime.runtime_name, artifact.precision, build_s, first_call_ms, params, model_bytes
         ),
         latency=latency,
+        contention=contention,
         throughput=Throughput.of(
             cell.batch_size, latency.p50, work.gflops_per_item, artifact.precision, tools.peak
         ),
@@ -148,6 +162,7 @@ def measure_cell(
             peak_host_rss_mb=rss.peak_mb,
             peak_device_mem_mb=device_peak_mb(device) if through_torch else float("nan"),
             peak_device_reserved_mb=device_peak_reserved_mb(device) if through_torch else float("nan"),
+            rss_baseline_mb=rss.baseline_mb,
         ),
         work=work,
         fidelity=compare_outputs(ref.output, output, settings.min_psnr_db),

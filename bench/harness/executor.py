@@ -34,6 +34,7 @@ from bench.harness.reference import References
 from bench.harness.result import CellIdentity, CellResult
 from bench.measure.clocks import timer_for
 from bench.measure.environment import git_sha
+from bench.measure.fingerprint import hardware_fingerprint
 from bench.measure.memory import release_device_cache
 from bench.measure.nvml import open_gpu
 from bench.measure.sampling import SamplingPolicy
@@ -46,6 +47,8 @@ class CellExecutor(Protocol):
 class InProcessExecutor:
     """Runs cells one after another in this process, reusing each model's fp32 reference across its cells."""
 
+    isolation = "none"
+
     def __init__(
         self, config: RunConfig, device: Device, run_id: str, artifacts_dir: Path | None = None
     ) -> None:
@@ -57,6 +60,7 @@ class InProcessExecutor:
             torch.cuda.set_device(device.torch_name)  # events, streams and graphs use the current device
         self.host = socket.gethostname()
         self.device_name = device_name(device)
+        self.hw_id = hardware_fingerprint(device)["hw_id"]
         self.references = References(device, config.seed)
         self.tools = Instruments(
             device=device,
@@ -81,12 +85,16 @@ class InProcessExecutor:
             host=self.host,
             device=str(self.device),
             device_name=self.device_name,
+            hw_id=self.hw_id,
             model=cell.spec.name,
             size=cell.size,
             family=cell.spec.family,
             pipeline=cell.pipeline.text,
             batch_size=cell.batch_size,
             item=cell.spec.item,
+            threads=torch.get_num_threads(),
+            isolation=self.isolation,
+            repeat=cell.repeat,
             torch_version=torch.__version__,
             git_sha=git_sha(),
         )

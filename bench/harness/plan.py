@@ -110,16 +110,29 @@ class Cell:
     size: str
     pipeline: Pipeline
     batch_size: int
+    repeat: int = 0
 
 
 def plan_cells(
-    specs: list[ModelSpec], size: str, pipelines: list[Pipeline], batch_sizes: tuple[int, ...]
+    specs: list[ModelSpec],
+    size: str,
+    pipelines: list[Pipeline],
+    batch_sizes: tuple[int, ...],
+    repeats: int = 1,
 ) -> list[Cell]:
-    """Model-major order, so each model is built once and its reference reused across cells."""
+    """Model-major order, so each model is built once and its reference reused across cells.
+
+    With ``repeats`` > 1 the whole matrix is run that many times, one pass after the
+    other (not each cell N times in a row): drift over the run (a neighbour starting,
+    the CPU heating) then lands on every cell alike and shows as spread between
+    repeats, which compare pools (bench.analysis.verdict), instead of as a
+    difference between cells.
+    """
     cells: list[Cell] = []
-    for spec in specs:
-        cell_size = size if size in spec.sizes else spec.sizes[0]
-        for batch in batch_sizes:
-            for pipeline in pipelines:
-                cells.append(Cell(len(cells), spec, cell_size, pipeline, batch))
+    for repeat in range(repeats):
+        for spec in specs:
+            cell_size = size if size in spec.sizes else spec.sizes[0]
+            for batch in batch_sizes:
+                for pipeline in pipelines:
+                    cells.append(Cell(len(cells), spec, cell_size, pipeline, batch, repeat))
     return cells

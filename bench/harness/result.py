@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 from bench.core.columns import RowPart
 from bench.core.precision import peak_key
 from bench.hardware.peak import PeakResult
+from bench.measure.contention import HostContention
 from bench.measure.energy import EnergyWindow
 from bench.measure.fidelity import Fidelity
 from bench.measure.gpu_watch import GpuObservation
@@ -37,18 +38,22 @@ class CellIdentity(RowPart):
     host: str
     device: str
     device_name: str
+    hw_id: str
     model: str
     size: str
     family: str
     pipeline: str
     batch_size: int
     item: str
+    threads: int  # intra-op threads the cell ran with (torch.get_num_threads in the process that ran it)
+    isolation: str  # process | none
+    repeat: int  # which pass over the matrix (run --repeats), from 0
     torch_version: str
     git_sha: str
 
     COLUMNS: ClassVar[tuple[str, ...]] = (
-        "run_id", "cell_id", "started_at", "host", "device", "device_name", "model", "size", "family",
-        "pipeline", "batch_size", "item", "torch_version", "git_sha",
+        "run_id", "cell_id", "started_at", "host", "device", "device_name", "hw_id", "model", "size", "family",
+        "pipeline", "batch_size", "item", "threads", "isolation", "repeat", "torch_version", "git_sha",
     )  # fmt: skip
 
 
@@ -113,8 +118,8 @@ def pct_of_peak(peak: PeakResult | None, precision: str, achieved_flops_s: float
 
 #: the parts of a row, in the order their columns are filled
 PARTS: tuple[type, ...] = (
-    CellIdentity, CellOutcome, BuildResult, LatencyStats, Throughput, Transfers, Footprint, WorkPerItem,
-    Fidelity, GpuObservation, EnergyWindow,
+    CellIdentity, CellOutcome, BuildResult, LatencyStats, HostContention, Throughput, Transfers, Footprint,
+    WorkPerItem, Fidelity, GpuObservation, EnergyWindow,
 )  # fmt: skip
 
 
@@ -126,6 +131,7 @@ class CellResult:
     outcome: CellOutcome
     build: BuildResult | None = None
     latency: LatencyStats | None = None
+    contention: HostContention | None = None
     throughput: Throughput | None = None
     transfers: Transfers | None = None
     footprint: Footprint | None = None

@@ -26,6 +26,9 @@ class PeakRSS(PeriodicSampler):
         super().__init__(interval_s, name="genbench-rss")
         self._process = psutil.Process()
         self.peak_bytes = 0
+        self.baseline_bytes = (
+            self._process.memory_info().rss
+        )  # before the region: what the process already held
 
     def sample(self) -> None:
         self.peak_bytes = max(self.peak_bytes, self._process.memory_info().rss)
@@ -33,6 +36,10 @@ class PeakRSS(PeriodicSampler):
     @property
     def peak_mb(self) -> float:
         return self.peak_bytes / 2**20
+
+    @property
+    def baseline_mb(self) -> float:
+        return self.baseline_bytes / 2**20
 
 
 def release_device_cache(device: Device) -> None:
@@ -76,5 +83,10 @@ class Footprint(RowPart):
     peak_host_rss_mb: float
     peak_device_mem_mb: float = math.nan
     peak_device_reserved_mb: float = math.nan
+    rss_baseline_mb: float = (
+        math.nan
+    )  # the process's RSS before the cell: the runtime's share (torch, libraries)
 
-    COLUMNS: ClassVar[tuple[str, ...]] = ("peak_host_rss_mb", "peak_device_mem_mb", "peak_device_reserved_mb")
+    COLUMNS: ClassVar[tuple[str, ...]] = (
+        "peak_host_rss_mb", "peak_device_mem_mb", "peak_device_reserved_mb", "rss_baseline_mb",
+    )  # fmt: skip

@@ -83,6 +83,10 @@ class Nvml:
             ),
         )
 
+    def compute_processes(self) -> list[Any]:
+        """NVML's compute processes on this GPU (each with ``pid`` and ``usedGpuMemory``); raises where refused."""
+        return list(self._nvml.nvmlDeviceGetComputeRunningProcesses(self._handle))
+
     def process_memory_mb(self, pid: int | None = None) -> float:
         """Device memory NVML attributes to this process (every allocator), NaN where not reported.
 
@@ -91,7 +95,7 @@ class Nvml:
         """
         pid = os.getpid() if pid is None else pid
         try:
-            processes = self._nvml.nvmlDeviceGetComputeRunningProcesses(self._handle)
+            processes = self.compute_processes()
         except Exception:  # not permitted in some containers
             return NAN
         for proc in processes:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 #: column -> pandas dtype. Nullable dtypes, because a skipped cell has no latency.
 CELL_COLUMNS: dict[str, str] = {
@@ -22,6 +22,7 @@ CELL_COLUMNS: dict[str, str] = {
     "host": "string",
     "device": "string",
     "device_name": "string",
+    "hw_id": "string",  # short hash of the hardware fingerprint (bench.measure.fingerprint)
     "model": "string",
     "size": "string",
     "family": "string",
@@ -29,7 +30,7 @@ CELL_COLUMNS: dict[str, str] = {
     "runtime": "string",
     "batch_size": "Int64",
     "precision": "string",
-    "status": "string",  # ok | skipped | error | oom
+    "status": "string",  # ok | skipped | error | oom | crashed | timeout
     "reason": "string",
     "n_samples": "Int64",
     "latency_ms_p50": "float64",
@@ -40,6 +41,11 @@ CELL_COLUMNS: dict[str, str] = {
     "latency_ms_min": "float64",
     "latency_ci95_rel": "float64",
     "noisy": "boolean",
+    "host_busy_pct": "float64",  # other processes' CPU use during the timed region, % of the cell's cores
+    "contended": "boolean",
+    "steal_pct": "float64",
+    "load_avg_1m": "float64",
+    "gpu_other_procs": "Int64",
     "throughput_items_s": "float64",
     "item": "string",
     "first_call_ms": "float64",
@@ -50,6 +56,7 @@ CELL_COLUMNS: dict[str, str] = {
     "peak_device_mem_mb": "float64",
     "peak_device_reserved_mb": "float64",
     "peak_host_rss_mb": "float64",
+    "rss_baseline_mb": "float64",  # an empty worker's RSS: the runtime's share of peak_host_rss_mb
     "nvml_process_mem_mb": "float64",
     "model_bytes": "Int64",
     "params": "Int64",
@@ -70,6 +77,9 @@ CELL_COLUMNS: dict[str, str] = {
     "max_abs_err": "float64",
     "cosine": "float64",
     "fidelity_ok": "boolean",
+    "threads": "Int64",
+    "isolation": "string",  # process | none
+    "repeat": "Int64",
     "torch_version": "string",
     "git_sha": "string",
     "notes": "string",
@@ -82,9 +92,25 @@ COLUMNS_SINCE: dict[str, int] = {
     "mb_moved_fixed": 3,
     "activation_mb_per_item": 3,
     "activation_mb_fixed": 3,
+    **dict.fromkeys(
+        (
+            "hw_id",
+            "host_busy_pct",
+            "contended",
+            "steal_pct",
+            "load_avg_1m",
+            "gpu_other_procs",
+            "rss_baseline_mb",
+            "threads",
+            "isolation",
+            "repeat",
+        ),
+        4,
+    ),  # fmt: skip
 }
 SAMPLE_COLUMNS: dict[str, str] = {"cell_id": "Int64", "iter": "Int64", "latency_ms": "float64"}
-STATUSES = ("ok", "skipped", "error", "oom")
+#: crashed: the worker process died by a signal; timeout: it ran past --cell-timeout and was killed
+STATUSES = ("ok", "skipped", "error", "oom", "crashed", "timeout")
 #: the columns that say which cell a row is: `compare` joins two runs' rows on them
 COMPARISON_KEY: tuple[str, ...] = (
     "model",

@@ -14,6 +14,7 @@ from bench.harness.result import (
     CellResult,
     Throughput,
 )
+from bench.measure.contention import HostContention
 from bench.measure.energy import EnergyReading, EnergyWindow
 from bench.measure.fidelity import Fidelity
 from bench.measure.gpu_watch import GpuObservation
@@ -29,8 +30,8 @@ README = Path(__file__).resolve().parents[3] / "README.md"
 
 def _identity() -> CellIdentity:
     return CellIdentity(
-        "run", 0, "2026-12-02T00:00:00+00:00", "host", "cpu", "CPU", "dcgan", "tiny", "gan", "fp32", 2,
-        "image", "2.13.0", "abc",
+        "run", 0, "2026-12-02T00:00:00+00:00", "host", "cpu", "CPU", "0123456789ab", "dcgan", "tiny", "gan",
+        "fp32", 2, "image", 2, "none", 0, "2.13.0", "abc",
     )  # fmt: skip
 
 
@@ -41,6 +42,7 @@ def _full_result() -> CellResult:
         outcome=CellOutcome("ok", notes="stop=converged"),
         build=BuildResult("torch-eager", "fp32", 0.1, 2.0, 1000, 4000),
         latency=summarize([1.0, 1.1, 0.9, 1.0]),
+        contention=HostContention(5.0, False, 0.0, 0.3, None, 0.1),
         throughput=Throughput(2000.0, 4.0, math.nan),
         transfers=Transfers(),
         footprint=Footprint(100.0),
