@@ -69,6 +69,23 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Handler]:
         help="on a GPU, time host->device input copies and device->host output copies with each call "
         "(they are always measured apart, in transfer_h2d_ms / transfer_d2h_ms)",
     )  # fmt: skip
+    p.add_argument(
+        "--isolation", choices=("process", "none"),
+        help="process: each cell in a fresh worker process, so a crash, hang or leak ends one cell, not the run "
+        "(default); none: every cell in this process, for quick iteration",
+    )  # fmt: skip
+    p.add_argument(
+        "--cell-timeout", type=float, dest="cell_timeout_s", metavar="SECONDS",
+        help="kill a cell's worker after this long and record status timeout "
+        "(default: 300 s of build allowance + 10x the warm-up and time budget)",
+    )  # fmt: skip
+    p.add_argument(
+        "--threads", type=int, help="intra-op threads per cell (default: every core); recorded in every row"
+    )
+    p.add_argument(
+        "--repeats", type=int,
+        help="run the whole matrix N times, one pass after another; compare pools the repeats (default: 1)",
+    )  # fmt: skip
 
     lst = sub.add_parser(
         "list",
