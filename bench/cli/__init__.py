@@ -16,7 +16,7 @@ import sys
 from typing import Any, NoReturn
 
 from bench.cli import analysis, hardware, run
-from bench.core.errors import EXIT_USAGE, UsageError
+from bench.core.errors import EXIT_ENVIRONMENT, EXIT_USAGE, EnvironmentProblem, UsageError
 from bench.core.text import did_you_mean
 
 #: command groups, in the order `python -m bench` lists them
@@ -88,3 +88,6 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"genbench: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except EnvironmentProblem as exc:
+        print(f"genbench: error: {exc}", file=sys.stderr)
+        return EXIT_ENVIRONMENT

@@ -1,4 +1,4 @@
-"""Every exception the command line turns into exit code 2: bad input, named in one line.
+"""Every exception the command line turns into an exit code: bad input (2) or a refusing machine (1), in one line.
 
 One hierarchy, so the CLI catches ``UsageError`` once instead of each command
 mapping its own exception classes (which is what made the CLI and its command
@@ -39,8 +39,15 @@ class NotApplicable(PipelineError):
     with this reason, as for a pass that does not apply to the device, not an `error`."""
 
 
-#: exit codes of `python -m bench`: 1 is kept for "a comparison found a regression"
+class EnvironmentProblem(Exception):
+    """The machine refused, not the user's input: disk full, a folder that cannot be written, a busy
+    machine where a clean one is required. Printed as one line naming the path or the reading, exit 1;
+    rows finished before it stay on disk."""
+
+
+#: exit codes of `python -m bench`: 1 is "a comparison found a regression" or "the machine refused"
 EXIT_OK = 0
 EXIT_REGRESSION = 1
+EXIT_ENVIRONMENT = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
