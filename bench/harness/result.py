@@ -25,7 +25,7 @@ from bench.measure.memory import Footprint
 from bench.measure.stats import LatencyStats
 from bench.measure.transfers import Transfers
 from bench.measure.work import WorkPerItem
-from bench.results.schema import STATUSES
+from bench.core.statuses import STATUSES
 
 
 @dataclass(frozen=True)

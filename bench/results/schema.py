@@ -12,6 +12,8 @@ from typing import Any
 
 import pandas as pd
 
+from bench.core.statuses import STATUSES
+
 SCHEMA_VERSION = 4
 
 #: column -> pandas dtype. Nullable dtypes, because a skipped cell has no latency.
@@ -109,8 +111,6 @@ COLUMNS_SINCE: dict[str, int] = {
     ),  # fmt: skip
 }
 SAMPLE_COLUMNS: dict[str, str] = {"cell_id": "Int64", "iter": "Int64", "latency_ms": "float64"}
-#: crashed: the worker process died by a signal; timeout: it ran past --cell-timeout and was killed
-STATUSES = ("ok", "skipped", "error", "oom", "crashed", "timeout")
 #: the columns that say which cell a row is: `compare` joins two runs' rows on them
 COMPARISON_KEY: tuple[str, ...] = (
     "model",
