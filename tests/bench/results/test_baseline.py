@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from bench.cli import main
 from bench.core.errors import RunError
-from bench.results.baseline import machine_class
+from bench.results.baseline import find_baseline, machine_class
+from bench.results.store import load_run
 from tests.bench.analysis.test_compare import recorded_run
 
-CLASS = "cpu-amd-epyc-1t"  # what recorded_run's env.json describes
+CLASS = "cpu-amd-epyc-1t"  # what recorded_run's env.json describes (no ISA recorded)
+RESULTS = Path(__file__).resolve().parents[3] / "results"
 
 
 def test_machine_class_names_cpu_model_and_threads_or_the_gpu() -> None:
@@ -25,6 +29,72 @@ def test_machine_class_names_cpu_model_and_threads_or_the_gpu() -> None:
         machine_class({"runs": [cpu, {"device": "cuda", "gpus": gpus}]})
     with pytest.raises(RunError, match="no env.json"):
         machine_class({})
+
+
+def _cpu_env(capability: str | None = None, isa: list[str] | None = None) -> dict[str, Any]:
+    env: dict[str, Any] = {"device": "cpu", "cpu": {"model": "AMD EPYC", "torch_threads": 1}}
+    if capability is not None:
+        env["cpu"]["torch_cpu_capability"] = capability
+    if isa is not None:
+        env["fingerprint"] = {"hardware": {"cpu_model": "AMD EPYC", "isa": isa}, "software": {}, "hw_id": "x"}
+    return env
+
+
+AVX2 = ["avx", "avx2", "fma", "f16c"]
+AVX512 = [*AVX2, "avx512f", "avx512bw", "avx512vl"]
+
+
+@pytest.mark.parametrize(
+    ("capability", "isa", "expected"),
+    [
+        ("AVX2", None, "cpu-amd-epyc-avx2-1t"),  # an env.json from before fingerprints
+        ("AVX512", None, "cpu-amd-epyc-avx512-1t"),
+        ("DEFAULT", None, "cpu-amd-epyc-1t"),
+        ("AVX512", AVX2, "cpu-amd-epyc-avx2-1t"),  # the fingerprint's flags win over torch's level
+        ("AVX512", [*AVX2, "avx_vnni"], "cpu-amd-epyc-avx2-vnni-1t"),
+        ("AVX512", AVX512, "cpu-amd-epyc-avx512-1t"),
+        ("AVX512", [*AVX512, "avx512_vnni", "avx512_bf16", "avx_vnni"], "cpu-amd-epyc-avx512-vnni-bf16-1t"),
+        (
+            "AVX512",
+            [*AVX512, "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16"],
+            "cpu-amd-epyc-avx512-vnni-bf16-fp16-amx-1t",
+        ),
+        (None, ["asimd", "asimddp", "bf16", "i8mm", "sve", "sve2"], "cpu-amd-epyc-sve2-bf16-i8mm-1t"),
+        (None, ["asimd"], "cpu-amd-epyc-neon-1t"),
+        (None, [], "cpu-amd-epyc-1t"),
+    ],
+)
+def test_machine_class_includes_the_isa_level(
+    capability: str | None, isa: list[str] | None, expected: str
+) -> None:
+    assert machine_class(_cpu_env(capability, isa)) == expected
+
+
+def test_committed_avx2_and_avx512_runs_are_different_machine_classes() -> None:
+    classes = [
+        machine_class(json.loads((RESULTS / name / "env.json").read_text()))
+        for name in (
+            "cpu-amd-epyc-2c-20261123",
+            "cpu-amd-epyc-avx512-2c-20261202",
+            "baselines/cpu-amd-epyc-1t",
+        )
+    ]
+    assert classes == ["cpu-amd-epyc-avx2-2t", "cpu-amd-epyc-avx512-2t", "cpu-amd-epyc-avx2-1t"]
+
+
+def test_an_avx2_baseline_is_not_found_for_an_avx512_run(tmp_path: Path) -> None:
+    root = tmp_path / "baselines"
+    avx2 = recorded_run(tmp_path / "avx2", "dcgan_tiny_fp32_base")
+    env = json.loads((avx2 / "env.json").read_text())
+    env["cpu"]["torch_cpu_capability"] = "AVX2"
+    (avx2 / "env.json").write_text(json.dumps(env))
+    assert main(["baseline", "save", str(avx2), "--root", str(root)]) == 0
+    assert (root / "cpu-amd-epyc-avx2-1t" / "cells.csv").is_file()
+    env["cpu"]["torch_cpu_capability"] = "AVX512"
+    avx512 = recorded_run(tmp_path / "avx512", "dcgan_tiny_fp32_new")
+    (avx512 / "env.json").write_text(json.dumps(env))
+    assert find_baseline(load_run(avx512), root=root) == ("cpu-amd-epyc-avx512-1t", None)
+    assert find_baseline(load_run(avx2), root=root)[1] == root / "cpu-amd-epyc-avx2-1t"
 
 
 def test_save_then_check_same_code_passes_and_2x_fails(
