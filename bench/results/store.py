@@ -1,13 +1,23 @@
 """Reading a finished run back: every command that reads results goes through ``load_run``.
 
 So bad input is caught in one place and reported as one line (``RunError``, which
-the CLI turns into exit code 2): a missing or corrupted ``cells.csv``, a table of
-another schema version, samples that point at cells that do not exist. Only CSV
-and JSON are read, never pickle or eval.
+the CLI turns into exit code 2): a missing, corrupted or cut-off ``cells.csv``, a
+table of another schema version, numbers no column can hold, samples that point
+at cells that do not exist. Only CSV and JSON are read, never pickle or eval.
+
+``manifest.json`` (see ``bench.results.writer``) is the commit point of a run
+folder: where it names a table's bytes and their SHA-256, only those bytes are
+read, so the rows of a later flush that was killed before its manifest are
+ignored. A table that no longer starts with the bytes its manifest names was
+changed after it was written (edited by hand, copied over) and is read as a
+folder without a manifest is: whole, and refused when its last row was cut off.
 """
 
 from __future__ import annotations
 
+import csv
+import hashlib
+import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,40 +35,154 @@ from bench.results.schema import (
     STATUSES,
     apply_schema,
 )
+from bench.results.writer import MANIFEST
 
-TABLE_FILES = ("cells.csv", "cells.parquet", "cells.json", "samples.csv", "env.json")
+#: what a copy of a run (a baseline) holds; the manifest last, so it commits what was copied before it
+TABLE_FILES = ("cells.csv", "cells.parquet", "cells.json", "samples.csv", "env.json", MANIFEST)
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+def read_manifest(folder: Path) -> dict[str, Any] | None:
+    """The folder's manifest.json checked, or None for a folder without one (older runs, fixtures)."""
+    path = Path(folder) / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        manifest = json.loads(path.read_text())
+    except (ValueError, OSError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise RunError(f"{path} is not readable JSON: {exc}".splitlines()[0]) from None
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    if not isinstance(files, dict):
+        raise RunError(f"{path} is not a genbench manifest (no files object)")
+    version = manifest.get("schema_version")
+    if not isinstance(version, int) or not 1 <= version <= SCHEMA_VERSION:
+        raise RunError(
+            f"{path} is from schema version {version}; this genbench reads versions 1 to {SCHEMA_VERSION}"
+        )
+    for name, entry in files.items():
+        if not (
+            isinstance(entry, dict)
+            and all(_count(entry.get(key)) for key in ("rows", "bytes"))
+            and isinstance(entry.get("sha256"), str)
+        ):
+            raise RunError(f"{path} has a malformed entry for {name}")
+    return manifest
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _committed(table: Path) -> tuple[bytes, int | None]:
+    """The bytes of ``table`` its folder's manifest vouches for, and the rows it says they hold.
+
+    (the whole file, None) where there is no manifest entry or the file no longer starts with
+    the bytes the manifest names.
+    """
+    manifest = read_manifest(table.parent)
+    try:
+        data = table.read_bytes()
+    except OSError as exc:
+        raise RunError(f"cannot read {table}: {exc.strerror or exc}") from None
+    entry = manifest["files"].get(table.name) if manifest is not None else None
+    if entry is None:
+        return data, None
+    size = entry["bytes"]
+    if len(data) >= size and hashlib.sha256(data[:size]).hexdigest() == entry["sha256"]:
+        return data[:size], entry["rows"]
+    return data, None
+
+
+def _csv_frame(table: Path) -> pd.DataFrame:
+    """A CSV table as pandas reads it, from the bytes the manifest commits; checks every row is whole."""
+    data, rows = _committed(table)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RunError(f"{table} is not a readable CSV: {exc}".splitlines()[0]) from None
+    _check_whole_rows(table, text)
+    try:
+        frame = pd.read_csv(io.StringIO(text), keep_default_na=True)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise RunError(f"{table} is not a readable CSV: {exc}".splitlines()[0]) from None
+    if rows is not None and len(frame) != rows:
+        raise RunError(f"{table} holds {len(frame)} rows where {MANIFEST} says {rows}")
+    return frame
+
+
+def _check_whole_rows(table: Path, text: str) -> None:
+    """Refuse a row with fewer or more fields than the header, and a last row without a line end.
+
+    pandas reads a short row with its missing fields empty, so a file cut off inside its last
+    row would read as a cell with half a number; genbench ends every row with a line end.
+    """
+    if not text.strip():
+        return  # pandas says "no columns to parse"
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(reader)
+        for record in reader:
+            if record and len(record) != len(header):
+                raise RunError(
+                    f"{table} line {reader.line_num} has {len(record)} fields where the header has "
+                    f"{len(header)}" + ("" if text.endswith(("\n", "\r")) else " (the file is cut off)")
+                )
+    except csv.Error as exc:
+        raise RunError(f"{table} is not a readable CSV: {exc}".splitlines()[0]) from None
+    if not text.endswith(("\n", "\r")):
+        raise RunError(f"{table} is cut off: its last row has no line end")
+
+
+def _typed(frame: pd.DataFrame, columns: dict[str, str], table: Path) -> pd.DataFrame:
+    """``apply_schema``, with a value no column can hold (text in a number, an integer beyond
+    64 bits) named by column and row in one line instead of an OverflowError traceback."""
+    try:
+        return apply_schema(frame, columns)
+    except (ValueError, TypeError, OverflowError):
+        pass
+    for column, dtype in columns.items():
+        for row, value in enumerate(frame[column]):
+            try:
+                apply_schema(pd.DataFrame({column: [value]}), {column: dtype})
+            except (ValueError, TypeError, OverflowError):
+                wanted = (
+                    f"a whole number from {_INT64[0]} to {_INT64[1]}"
+                    if dtype == "Int64"
+                    else f"a {dtype} value"
+                )
+                raise RunError(f"{table} column {column} row {row + 1}: '{value}' is not {wanted}") from None
+    raise RunError(f"{table} has malformed values")  # a mix no single value explains
 
 
 def read_cells(path: Path) -> pd.DataFrame:
     """Read a run's cells.csv (or the folder holding it) back with the schema's dtypes.
 
-    Raises ValueError with one line naming the problem when the file is missing,
-    unreadable or of another schema.
+    Raises ValueError (a RunError) with one line naming the problem when the file is missing,
+    unreadable, cut off or of another schema.
     """
-    csv = path / "cells.csv" if path.is_dir() else path
-    if not csv.is_file():
-        raise ValueError(f"no cells.csv at {path}")
-    try:
-        frame = pd.read_csv(csv, keep_default_na=True)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{csv} is not a readable CSV: {exc}".splitlines()[0]) from None
+    table = path / "cells.csv" if path.is_dir() else path
+    if not table.is_file():
+        raise RunError(f"no cells.csv at {path}")
+    frame = _csv_frame(table)
     for column in COLUMNS_SINCE:
         if column not in frame.columns:
             frame[column] = pd.NA
     missing = [c for c in CELL_COLUMNS if c not in frame.columns]
     if missing:
-        raise ValueError(f"{csv} has another schema: missing columns {', '.join(missing)}")
-    try:
-        return apply_schema(frame, CELL_COLUMNS)
-    except (ValueError, TypeError) as exc:
-        raise ValueError(f"{csv} has malformed values: {exc}".splitlines()[0]) from None
+        raise RunError(f"{table} has another schema: missing columns {', '.join(missing)}")
+    return _typed(frame, CELL_COLUMNS, table)
 
 
 def read_samples(path: Path) -> pd.DataFrame:
-    csv = path / "samples.csv" if path.is_dir() else path
-    if not csv.is_file():
-        raise ValueError(f"no samples.csv at {path}")
-    return apply_schema(pd.read_csv(csv), SAMPLE_COLUMNS)
+    """Read a run's samples.csv (or the folder holding it) with the schema's dtypes; RunError when unreadable."""
+    table = path / "samples.csv" if path.is_dir() else path
+    if not table.is_file():
+        raise RunError(f"no samples.csv at {path}")
+    samples = _csv_frame(table)
+    missing = [c for c in SAMPLE_COLUMNS if c not in samples.columns]
+    if missing:
+        raise RunError(f"{table} has another schema: missing columns {', '.join(missing)}")
+    return _typed(samples, SAMPLE_COLUMNS, table)
 
 
 @dataclass(frozen=True)
@@ -147,18 +271,7 @@ def _read_samples(path: Path, cell_ids: set[int]) -> pd.DataFrame:
     empty = pd.DataFrame({c: pd.Series(dtype=t) for c, t in SAMPLE_COLUMNS.items()})
     if not path.is_file():
         return empty
-    try:
-        samples = pd.read_csv(path)
-        missing = [c for c in SAMPLE_COLUMNS if c not in samples.columns]
-        if missing:
-            raise RunError(f"{path} has another schema: missing columns {', '.join(missing)}")
-        samples = samples[list(SAMPLE_COLUMNS)]
-        samples = samples.astype({"cell_id": "Int64", "iter": "Int64"})
-        samples["latency_ms"] = pd.to_numeric(samples["latency_ms"], errors="raise").astype("float64")
-    except RunError:
-        raise
-    except (ValueError, TypeError) as exc:  # pandas parser errors are ValueErrors
-        raise RunError(f"{path} is not a readable samples table: {exc}".splitlines()[0]) from None
+    samples = read_samples(path)
     if samples.isna().any().any():
         raise RunError(f"{path} has empty values")
     orphans = sorted(set(int(c) for c in samples["cell_id"]) - cell_ids)
