@@ -17,6 +17,15 @@ from bench.core.errors import ConfigError
 from bench.core.text import did_you_mean
 
 SIZES: tuple[str, ...] = ("tiny", "small", "base")
+#: seeds are what numpy.random.seed takes (a custom model may seed numpy with it); torch takes up to
+#: 2**64-1, so the calibration seeds drawn above the run's seed (seed + 1000 + i) fit torch too
+MAX_SEED = 2**32 - 1
+#: the largest batch size (and thread count, sample count, repeat count) a run accepts: what a C int
+#: holds, as torch's threading and many kernels' batch indexing do; far above what fits in memory
+MAX_COUNT = 2**31 - 1
+#: SamplingPolicy.max_samples: a run asking for more samples than sampling ever takes is refused here,
+#: not as an error row in every cell
+MAX_MIN_SAMPLES = 100_000
 #: seconds a cell's build may take before the cell counts as hung (see RunConfig.cell_timeout)
 BUILD_ALLOWANCE_S = 300.0
 
@@ -91,16 +100,25 @@ class RunConfig:
             raise ConfigError(
                 f"unknown size {self.size!r}; choose from {', '.join(SIZES)}{did_you_mean(self.size, SIZES)}"
             )
-        if not self.batch_sizes or any(b < 1 for b in self.batch_sizes):
-            raise ConfigError(f"batch sizes must be positive integers (got {list(self.batch_sizes)})")
+        if not self.batch_sizes or any(not 1 <= b <= MAX_COUNT for b in self.batch_sizes):
+            raise ConfigError(
+                f"batch sizes must be positive integers up to {MAX_COUNT} (got {list(self.batch_sizes)})"
+            )
         if self.pipelines is not None and not self.pipelines:
             raise ConfigError("no pipelines selected")
-        if self.time_budget_s <= 0:
-            raise ConfigError("--time-budget must be > 0 seconds")
-        if self.min_samples < 1:
-            raise ConfigError("--min-samples must be >= 1")
-        if self.warmup_s < 0:
-            raise ConfigError("warm-up must be >= 0 seconds")
+        # `not 0 < x < inf` rather than `x <= 0`: NaN compares false with everything, so it would pass
+        if not 0 < self.time_budget_s < math.inf:
+            raise ConfigError(f"--time-budget must be > 0 seconds and finite (got {self.time_budget_s})")
+        if not 1 <= self.min_samples <= MAX_MIN_SAMPLES:
+            raise ConfigError(f"--min-samples must be from 1 to {MAX_MIN_SAMPLES:,} (got {self.min_samples})")
+        if not 0 <= self.warmup_s < math.inf:
+            raise ConfigError(f"--warmup must be >= 0 seconds and finite (got {self.warmup_s})")
+        if math.isnan(self.min_psnr_db) or self.min_psnr_db == -math.inf:
+            raise ConfigError(
+                f"--min-psnr must be a number of dB, or inf for bit-identical output only (got {self.min_psnr_db})"
+            )
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ConfigError(f"--seed must be from 0 to {MAX_SEED} (got {self.seed})")
         if self.isolation not in ISOLATIONS:
             raise ConfigError(
                 f"unknown isolation {self.isolation!r}; choose from {', '.join(ISOLATIONS)}"
@@ -110,10 +128,14 @@ class RunConfig:
             raise ConfigError(
                 f"--cell-timeout must be a positive number of seconds (got {self.cell_timeout_s})"
             )
-        if self.threads is not None and self.threads < 1:
-            raise ConfigError(f"--threads must be >= 1 (got {self.threads})")
-        if self.repeats < 1:
-            raise ConfigError(f"--repeats must be >= 1 (got {self.repeats})")
+        if self.threads is not None and not 1 <= self.threads <= MAX_COUNT:
+            raise ConfigError(f"--threads must be from 1 to {MAX_COUNT} (got {self.threads})")
+        if not 1 <= self.repeats <= MAX_COUNT:
+            raise ConfigError(f"--repeats must be from 1 to {MAX_COUNT} (got {self.repeats})")
+        if not math.isfinite(self.cell_timeout()):
+            raise ConfigError(
+                f"--time-budget {self.time_budget_s} and --warmup {self.warmup_s} leave no finite cell timeout"
+            )
 
     def cell_timeout(self) -> float:
         """Seconds a worker may take for one cell before it is killed (``--cell-timeout``).
@@ -185,12 +207,19 @@ def load_toml(path: Path) -> dict[str, Any]:
     ``time-budget = 5`` is ``--time-budget 5``; the field names themselves (``time_budget_s``) are
     accepted too, as run files written for earlier versions use them.
     """
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"config file {path} is a folder, not a TOML file")
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"config file {path} not found") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not a text file (not UTF-8): is it the run file?") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}".splitlines()[0]) from None
     if "run" in data and isinstance(data["run"], dict):
         data = data["run"]
     fields_by_name = {f.name for f in fields(RunConfig)}
