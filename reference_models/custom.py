@@ -32,6 +32,8 @@ MakeInputs = Callable[[int], Any]
 
 def _one_line(exc: BaseException) -> str:
     """An exception as ``Type: first line``, so our error messages stay one line."""
+    if isinstance(exc, SystemExit):
+        return f"SystemExit({exc.code!r})"
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
@@ -49,7 +51,7 @@ def _resolve(path: str) -> Callable[[], Any]:
     importlib.invalidate_caches()  # files written since the last import must be seen
     try:
         module = importlib.import_module(module_name)
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # sys.exit() at import is a bad model, not the end of the run
         raise ValueError(f"custom model {path!r}: cannot import {module_name!r} ({_one_line(exc)})") from exc
     try:
         factory = getattr(module, attr)
@@ -66,7 +68,7 @@ def _call_factory(path: str, factory: Callable[[], Any]) -> tuple[nn.Module, Mak
     """Call the factory and check it returned ``(nn.Module, callable)``."""
     try:
         result = factory()
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:
         raise ValueError(f"custom model {path!r}: factory raised {_one_line(exc)}") from exc
     if not (isinstance(result, tuple) and len(result) == 2):
         raise ValueError(
@@ -119,7 +121,7 @@ def load_factory(path: str) -> ModelSpec:
             torch.manual_seed(seed)
             try:
                 inputs = make_inputs(batch_size)
-            except Exception as exc:
+            except (Exception, SystemExit) as exc:
                 raise ValueError(f"custom model {path!r}: make_inputs raised {_one_line(exc)}") from exc
         return _check_inputs(path, inputs)
 

@@ -17,7 +17,7 @@ from bench.results.writer import ResultWriter
 from optimizers.registry import PASSES, Pass, PassContext, register_pass
 
 CPU = Device("cpu")
-FAST = {"time_budget_s": 0.2, "min_samples": 3, "warmup_s": 0.0, "size": "tiny"}
+FAST = {"time_budget_s": 0.2, "min_samples": 3, "warmup_s": 0.0, "size": "tiny", "isolation": "none"}
 
 
 @pytest.fixture(autouse=True)

@@ -9,13 +9,15 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
+import secrets
 import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from bench.cli.common import device_from_flag
-from bench.core.errors import EXIT_INTERRUPTED, UsageError
+from bench.core.errors import EXIT_INTERRUPTED, EnvironmentProblem, UsageError
 from bench.harness.config import FLAG_FIELDS, RunConfig, build_config, load_toml
 
 Handler = Any
@@ -114,9 +116,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     device = device_from_flag(config.device)
 
+    import torch
+
     from bench.harness.plan import excluded_reason, plan_cells, resolve_models, resolve_pipelines
     from bench.harness.runner import Runner
+    from bench.measure.contention import busy_before_run
     from bench.measure.environment import capture_environment
+    from bench.measure.fingerprint import hardware_fingerprint
     from bench.render.console import cell_progress, make_console, summary_tables
     from bench.results.writer import ResultWriter
 
@@ -129,21 +135,35 @@ def cmd_run(args: argparse.Namespace) -> int:
         if config.size not in spec.sizes and spec.family != "custom":
             raise UsageError(f"model {spec.name!r} has no size {config.size!r}")
 
-    run_id = dt.datetime.now().strftime("%Y%m%d-%H%M%S") + f"-{device.kind}"
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)  # here for --isolation none; each worker sets its own
+    run_id = new_run_id(device.kind)
     out_dir = Path(config.out) if config.out else Path("results") / run_id
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UsageError(f"--out {out_dir} is a file, not a folder")
-    if (out_dir / "cells.csv").exists():
-        raise UsageError(f"{out_dir} already holds a run; choose another --out or remove it")
+    claim_run_folder(out_dir)
     writer = ResultWriter(out_dir)
     env = capture_environment()
-    writer.write_env({**env, "run_id": run_id, "device": str(device), "config": _jsonable(config)})
-    cells = plan_cells(specs, config.size, pipelines, config.batch_sizes)
+    writer.write_env(
+        {
+            **env,
+            "run_id": run_id,
+            "device": str(device),
+            "fingerprint": hardware_fingerprint(device),
+            "threads": torch.get_num_threads(),
+            "isolation": config.isolation,
+            "config": _jsonable(config),
+        }
+    )
+    cells = plan_cells(specs, config.size, pipelines, config.batch_sizes, config.repeats)
 
     console = make_console()
+    busy = busy_before_run(torch.get_num_threads())
+    if busy is not None:
+        console.print(f"[yellow]{busy}[/]")
     console.print(
         f"[bold]genbench[/] run {run_id}: {len(cells)} cells on {device} "
-        f"({len(specs)} models x {len(pipelines)} pipelines x {len(config.batch_sizes)} batch sizes) -> {out_dir}"
+        f"({len(specs)} models x {len(pipelines)} pipelines x {len(config.batch_sizes)} batch sizes"
+        f"{f' x {config.repeats} repeats' if config.repeats > 1 else ''}; {torch.get_num_threads()} threads, "
+        f"isolation {config.isolation}) -> {out_dir}"
     )
     if config.pipelines is None:
         from bench.harness.plan import default_pipelines
@@ -175,6 +195,40 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"({', '.join(f'{v} {k}' for k, v in counts.items())}); tables in {out_dir}"
     )
     return 0
+
+
+def new_run_id(kind: str) -> str:
+    """``20261202-031500-cpu-3f9a``: the time for people, four random hex digits so that two runs
+    started in the same second never share an id (or a default folder)."""
+    return f"{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}-{kind}-{secrets.token_hex(2)}"
+
+
+def claim_run_folder(out_dir: Path) -> None:
+    """Make ``out_dir`` this run's, or refuse in one line: it must be new or empty, and is claimed atomically.
+
+    The claim is an ``env.json`` created with O_EXCL (the writer replaces it with the real one at
+    once): of two runs started at the same moment on the same folder, exactly one gets it.
+    """
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"--out {out_dir} is a file, not a folder")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except (NotADirectoryError, FileExistsError):
+        raise UsageError(f"--out {out_dir} lies under a file, not a folder") from None
+    except OSError as exc:
+        raise EnvironmentProblem(f"cannot create --out {out_dir}: {exc.strerror or exc}") from None
+    held = sorted(p.name for p in out_dir.iterdir())
+    if "cells.csv" in held:
+        raise UsageError(f"{out_dir} already holds a run; choose another --out or remove it")
+    if held:
+        shown = ", ".join(held[:4]) + (", ..." if len(held) > 4 else "")
+        raise UsageError(f"--out {out_dir} is not empty (holds {shown}); choose another --out or empty it")
+    try:
+        os.close(os.open(out_dir / "env.json", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+    except FileExistsError:
+        raise UsageError(f"{out_dir} was just claimed by another run; choose another --out") from None
+    except OSError as exc:
+        raise EnvironmentProblem(f"cannot write into --out {out_dir}: {exc.strerror or exc}") from None
 
 
 def _jsonable(config: RunConfig) -> dict[str, Any]:

@@ -19,7 +19,7 @@ import socket
 import tempfile
 from dataclasses import replace
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 
@@ -31,7 +31,7 @@ from bench.harness.config import RunConfig
 from bench.harness.outcome import outcome_of, skipped
 from bench.harness.plan import Cell, skip_reason
 from bench.harness.reference import References
-from bench.harness.result import CellIdentity, CellResult
+from bench.harness.result import CellIdentity, CellOutcome, CellResult
 from bench.measure.clocks import timer_for
 from bench.measure.environment import git_sha
 from bench.measure.fingerprint import hardware_fingerprint
@@ -40,44 +40,33 @@ from bench.measure.nvml import open_gpu
 from bench.measure.sampling import SamplingPolicy
 
 
+class CellRecord(Protocol):
+    """What the loop needs of a finished cell: a ``CellResult``, or a row a worker process reported."""
+
+    samples_ms: tuple[float, ...]
+
+    @property
+    def status(self) -> str: ...
+
+    def row(self) -> dict[str, Any]: ...
+
+
 class CellExecutor(Protocol):
-    def run(self, cell: Cell) -> CellResult: ...
+    def run(self, cell: Cell) -> CellRecord: ...
 
 
-class InProcessExecutor:
-    """Runs cells one after another in this process, reusing each model's fp32 reference across its cells."""
+class Identities:
+    """Makes each cell's ``CellIdentity``: the run, this machine (name, ``hw_id``), the thread count."""
 
-    isolation = "none"
-
-    def __init__(
-        self, config: RunConfig, device: Device, run_id: str, artifacts_dir: Path | None = None
-    ) -> None:
-        self.config = config
-        self.device = device
+    def __init__(self, run_id: str, device: Device, isolation: str) -> None:
         self.run_id = run_id
-        self.artifacts_dir = artifacts_dir if config.keep_artifacts else None
-        if device.is_cuda:
-            torch.cuda.set_device(device.torch_name)  # events, streams and graphs use the current device
+        self.device = device
+        self.isolation = isolation
         self.host = socket.gethostname()
         self.device_name = device_name(device)
         self.hw_id = hardware_fingerprint(device)["hw_id"]
-        self.references = References(device, config.seed)
-        self.tools = Instruments(
-            device=device,
-            timer=timer_for(device),
-            nvml=open_gpu(device.index or 0) if device.is_cuda else None,
-            peak=usable_peak(device, self.device_name),
-        )
-        self.settings = CellSettings(
-            policy=SamplingPolicy(
-                min_samples=config.min_samples, time_budget_s=config.time_budget_s, warmup_s=config.warmup_s
-            ),
-            min_psnr_db=config.min_psnr_db,
-            include_transfers=config.include_transfers and device.is_cuda,
-            batch_sizes=config.batch_sizes,
-        )
 
-    def identity(self, cell: Cell) -> CellIdentity:
+    def of(self, cell: Cell) -> CellIdentity:
         return CellIdentity(
             run_id=self.run_id,
             cell_id=cell.cell_id,
@@ -99,16 +88,60 @@ class InProcessExecutor:
             git_sha=git_sha(),
         )
 
+
+class InProcessExecutor:
+    """Runs cells one after another in this process, reusing each model's fp32 reference across its cells.
+
+    ``isolation`` is what the rows say: "none" when this is the run's executor, "process"
+    when it runs the one cell of a worker process (bench.harness.worker).
+    """
+
+    def __init__(
+        self,
+        config: RunConfig,
+        device: Device,
+        run_id: str,
+        artifacts_dir: Path | None = None,
+        *,
+        references: References | None = None,
+        scratch: Path | None = None,
+        isolation: str = "none",
+    ) -> None:
+        self.config = config
+        self.device = device
+        self.artifacts_dir = artifacts_dir if config.keep_artifacts else None
+        self.scratch = scratch  # where a cell's temporary folder goes (None: the system's temp folder)
+        if device.is_cuda:
+            torch.cuda.set_device(device.torch_name)  # events, streams and graphs use the current device
+        self.identities = Identities(run_id, device, isolation)
+        self.references = references or References(device, config.seed)
+        self.tools = Instruments(
+            device=device,
+            timer=timer_for(device),
+            nvml=open_gpu(device.index or 0) if device.is_cuda else None,
+            peak=usable_peak(device, self.identities.device_name),
+        )
+        self.settings = CellSettings(
+            policy=SamplingPolicy(
+                min_samples=config.min_samples, time_budget_s=config.time_budget_s, warmup_s=config.warmup_s
+            ),
+            min_psnr_db=config.min_psnr_db,
+            include_transfers=config.include_transfers and device.is_cuda,
+            batch_sizes=config.batch_sizes,
+        )
+
     def run(self, cell: Cell) -> CellResult:
-        identity = self.identity(cell)
+        identity = self.identities.of(cell)
         reason = skip_reason(cell.pipeline, self.device)
         if reason is not None:
             return CellResult(identity, skipped(reason))
         workdir = self._workdir(cell)
         try:
             result = measure_cell(cell, identity, self.references, self.tools, self.settings, workdir)
-        except (KeyboardInterrupt, SystemExit):
+        except KeyboardInterrupt:
             raise
+        except SystemExit as exc:  # a model calling sys.exit() ends its cell, not the run
+            result = CellResult(identity, CellOutcome("error", f"the model raised SystemExit({exc.code!r})"))
         except Exception as exc:
             result = CellResult(identity, outcome_of(exc))
         finally:
@@ -141,4 +174,4 @@ class InProcessExecutor:
             path = self.artifacts_dir / f"cell{cell.cell_id:04d}"
             path.mkdir(parents=True, exist_ok=True)
             return path
-        return Path(tempfile.mkdtemp(prefix=f"genbench-cell{cell.cell_id}-"))
+        return Path(tempfile.mkdtemp(prefix=f"genbench-cell{cell.cell_id}-", dir=self.scratch))

@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
 
 from bench.core.artifact import present_inputs
 from bench.core.device import Device
+from bench.core.text import slug
 from bench.harness.plan import Cell
 from bench.runtimes import first_tensor
 
@@ -91,3 +94,38 @@ def strict_fp32(device: Device) -> Iterator[None]:
         yield
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = matmul, cudnn
+
+
+class SharedReferences(References):
+    """References kept as files in ``folder``, so every worker process of a run compares against the same one.
+
+    The first worker to need a (model, size, batch) computes it and saves inputs and
+    output there (``torch.save`` of a dict of tensors, written to a temp file and
+    renamed); later workers load it with ``torch.load(weights_only=True)``, which
+    unpickles tensors and plain containers only: nothing from the file can run code.
+    The module itself is rebuilt from its spec in each worker (seeded, so identical).
+    """
+
+    def __init__(self, device: Device, seed: int, folder: Path) -> None:
+        super().__init__(device, seed)
+        self.folder = folder
+
+    def path(self, cell: Cell) -> Path:
+        name = f"{slug(cell.spec.name)}-{cell.size}-b{cell.batch_size}-seed{self.seed}.pt"
+        return self.folder / name
+
+    def get(self, cell: Cell) -> Reference:
+        key = (cell.spec.name, cell.size, cell.batch_size)
+        if key in self._references:
+            return self._references[key]
+        path = self.path(cell)
+        if path.is_file():
+            saved = torch.load(path, map_location="cpu", weights_only=True)
+            reference = Reference(self.base_module(cell), tuple(saved["inputs"]), saved["output"])
+            self._references[key] = reference
+            return reference
+        reference = super().get(cell)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        torch.save({"inputs": list(reference.inputs), "output": reference.output}, tmp)
+        os.replace(tmp, path)
+        return reference

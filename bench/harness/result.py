@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 from bench.core.columns import RowPart
 from bench.core.precision import peak_key
+from bench.core.statuses import STATUSES
 from bench.hardware.peak import PeakResult
 from bench.measure.contention import HostContention
 from bench.measure.energy import EnergyWindow
@@ -25,7 +26,6 @@ from bench.measure.memory import Footprint
 from bench.measure.stats import LatencyStats
 from bench.measure.transfers import Transfers
 from bench.measure.work import WorkPerItem
-from bench.core.statuses import STATUSES
 
 
 @dataclass(frozen=True)

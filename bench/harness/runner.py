@@ -8,19 +8,20 @@ written stay on disk: the writer rewrites its tables atomically after every cell
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 from bench.core.device import Device
 from bench.harness.config import RunConfig
-from bench.harness.executor import CellExecutor, InProcessExecutor
+from bench.harness.executor import CellExecutor, CellRecord, InProcessExecutor
+from bench.harness.isolation import ProcessExecutor
 from bench.harness.plan import Cell, plan_cells
-from bench.harness.result import CellResult
 from bench.results.writer import ResultWriter
 
 __all__ = ["Runner", "plan_cells"]
 
 
 class Runner:
-    """Runs cells in order through ``executor`` (default: in this process), writing each row at once."""
+    """Runs cells in order through ``executor`` (default: as ``config.isolation`` says), writing each row at once."""
 
     def __init__(
         self,
@@ -28,18 +29,30 @@ class Runner:
         device: Device,
         writer: ResultWriter,
         run_id: str,
-        on_cell_done: Callable[[CellResult], None] = lambda result: None,
+        on_cell_done: Callable[[CellRecord], None] = lambda result: None,
         on_cell_start: Callable[[Cell], None] = lambda cell: None,
         executor: CellExecutor | None = None,
     ) -> None:
         self.writer = writer
         self.on_cell_done = on_cell_done
         self.on_cell_start = on_cell_start
-        self.executor = executor or InProcessExecutor(config, device, run_id, writer.out_dir / "artifacts")
+        self.executor = executor or make_executor(config, device, run_id, writer.out_dir / "artifacts")
 
     def run(self, cells: list[Cell]) -> None:
-        for cell in cells:
-            self.on_cell_start(cell)
-            result = self.executor.run(cell)
-            self.writer.add(result.row(), list(result.samples_ms))
-            self.on_cell_done(result)
+        try:
+            for cell in cells:
+                self.on_cell_start(cell)
+                result = self.executor.run(cell)
+                self.writer.add(result.row(), list(result.samples_ms))
+                self.on_cell_done(result)
+        finally:
+            close = getattr(self.executor, "close", None)
+            if close is not None:
+                close()
+
+
+def make_executor(config: RunConfig, device: Device, run_id: str, artifacts_dir: Path) -> CellExecutor:
+    """The executor ``config.isolation`` asks for: a worker process per cell, or this process."""
+    if config.isolation == "process":
+        return ProcessExecutor(config, device, run_id, artifacts_dir)
+    return InProcessExecutor(config, device, run_id, artifacts_dir)

@@ -31,7 +31,9 @@ def make_console(min_width: int = 140) -> Console:
     return console
 
 
-STATUS_STYLE = {"ok": "green", "skipped": "yellow", "error": "red", "oom": "magenta"}
+STATUS_STYLE = {
+    "ok": "green", "skipped": "yellow", "error": "red", "oom": "magenta", "crashed": "bold red", "timeout": "red",
+}  # fmt: skip
 
 
 @contextmanager
@@ -74,6 +76,8 @@ def summary_tables(frame: pd.DataFrame, width: int | None = None) -> list[Table]
         item = str(group["item"].iloc[0])
         notes = Notes()
         rows: list[list[Cell]] = []
+        repeated = group["repeat"].fillna(0).nunique() > 1
+        contended = group[(group["status"] == "ok") & group["contended"].fillna(False).astype(bool)]
         for row in group.sort_values(["batch_size", "cell_id"]).itertuples(index=False):
             peak = row.peak_device_mem_mb if pd.notna(row.peak_device_mem_mb) else row.peak_host_rss_mb
             status = str(row.status)
@@ -82,11 +86,16 @@ def summary_tables(frame: pd.DataFrame, width: int | None = None) -> list[Table]
                 shown = f"{status} {notes.ref(str(row.reason))}"
             if status == "ok" and row.noisy:
                 shown = "noisy"
+            if status == "ok" and not pd.isna(row.contended) and bool(row.contended):
+                shown = (
+                    "contended"  # above noisy: the spread may be tight and the number still someone else's
+                )
             if status == "ok" and not pd.isna(row.fidelity_ok) and not bool(row.fidelity_ok):
                 shown += ", low PSNR"
             rows.append(
                 [
-                    str(row.pipeline), str(row.batch_size), fixed(row.latency_ms_p50, 2),
+                    str(row.pipeline) + (f" #{int(row.repeat)}" if repeated else ""), str(row.batch_size),
+                    fixed(row.latency_ms_p50, 2),
                     fixed(row.throughput_items_s, 1), fixed(row.speedup_vs_fp32, 2, "x"), fixed(peak, 0),
                     psnr(row.psnr_db), Text(shown, style=STATUS_STYLE.get(status, "")),
                 ]
@@ -100,9 +109,21 @@ def summary_tables(frame: pd.DataFrame, width: int | None = None) -> list[Table]
             columns, rows, width, title=f"{model} ({size}) on {group['device_name'].iloc[0]}", title_justify="left",
             elsewhere="cells.csv has them",
         )  # fmt: skip
-        caption = [*notes.lines(), left_out]
+        caption = [*notes.lines(), _contended_line(contended), left_out]
         if any(caption):
             table.caption = "\n".join(line for line in caption if line)
             table.caption_justify = "left"
         tables.append(table)
     return tables
+
+
+def _contended_line(contended: pd.DataFrame) -> str:
+    """The caption line for cells whose timed region shared the machine: how many, and how busy it was."""
+    if contended.empty:
+        return ""
+    busiest = contended["host_busy_pct"].max()
+    load = f" (others used up to {busiest:.0f}% of the cells' cores)" if pd.notna(busiest) else ""
+    return (
+        f"contended: {len(contended)} cell(s) shared the machine while timed{load}; "
+        "their latency is not the model's alone: re-run on a quiet machine"
+    )
