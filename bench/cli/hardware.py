@@ -25,6 +25,7 @@ DEVICES_EXAMPLES = """examples:
 PEAK_EXAMPLES = """examples:
   python -m bench peak                       # this machine's CPU (or the first GPU), cached after the first time
   python -m bench peak --device cuda:1 --refresh
+  python -m bench peak --threads 1           # the peak a run with --threads 1 uses (leaves a core to others)
 """
 
 PROJECT_EXAMPLES = """examples:
@@ -54,13 +55,19 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Callable[[argparse.Na
         "peak",
         help="measure the device's achievable GEMM rate per dtype and its copy bandwidth (cached)",
         description="Measure dense GEMM throughput (fp32, tf32, fp16, bf16, int8 where supported) and copy "
-        "bandwidth once; cached per device under ~/.cache/genbench (or $GENBENCH_CACHE_DIR).",
+        "bandwidth, each until two windows agree within 5%, on a quiet machine (a busy or unstable measurement is "
+        "refused, exit 1); cached per hardware (hw_id) and thread count under ~/.cache/genbench "
+        "(or $GENBENCH_CACHE_DIR).",
         epilog=PEAK_EXAMPLES,
         formatter_class=raw,
     )
     peak.add_argument("--device", help="cpu, cuda or cuda:N (default: the first GPU if any, else cpu)")
     peak.add_argument("--refresh", action="store_true", help="measure again even if a cached result exists")
     peak.add_argument("--json", action="store_true", help="print the result as JSON")
+    peak.add_argument(
+        "--threads", type=int, metavar="N",
+        help="torch threads for a CPU peak (default: torch's); a run with --threads N uses the peak measured with N",
+    )  # fmt: skip
 
     proj = sub.add_parser(
         "project",
@@ -141,25 +148,55 @@ def cmd_devices(args: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------- peak
 def cmd_peak(args: argparse.Namespace) -> int:
+    import torch
+
     from bench.core.device import best_available, check_available, parse_device
-    from bench.hardware.peak import cache_path, measured_peak
-    from bench.render.hardware import peak_table
 
     try:
         device = parse_device(args.device) if args.device else best_available()
         check_available(device)
     except ValueError as exc:
         raise _usage(str(exc)) from None
+    if args.threads is not None:
+        if args.threads < 1:
+            raise _usage(f"--threads must be at least 1, got {args.threads}")
+        if device.is_cuda:
+            raise _usage("--threads sets the CPU's torch threads; a GPU peak does not depend on them")
+    saved = torch.get_num_threads()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    try:
+        return _peak(device, args)
+    finally:
+        torch.set_num_threads(saved)  # the process may go on (tests, a caller of main)
+
+
+def _peak(device: Any, args: argparse.Namespace) -> int:
+    """Reuse the peak cached for this hw_id and thread count, or measure one; say which before doing it."""
+    from bench.core.device import device_name
+    from bench.hardware.peak import AGREE_WITHIN, cache_key, cache_path, measured_peak, usable_peak
+    from bench.render.hardware import peak_table
+
     console = wide_console()
+    hw_id, threads = cache_key(device)
+    key = f"hw_id {hw_id}" + (f", {threads} threads" if threads else "")
+    cached = None if args.refresh else usable_peak(device, device_name(device))
     if not args.json:
-        console.print(f"measuring peak of {device} (cached after the first time; --refresh to re-measure)...")
-    result = measured_peak(device, refresh=args.refresh)
+        if cached is not None:
+            console.print(f"using the cached peak from {cached.date} ({key}); --refresh re-measures")
+        else:
+            console.print(
+                f"measuring the peak of {device} ({key}): each rate until its best two windows agree "
+                f"within {100 * AGREE_WITHIN:.0f}%, on a quiet machine; a minute or two..."
+            )
+    result = cached or measured_peak(device, refresh=True)
     if args.json:
         print(json.dumps(result.to_json(), indent=2))
         return 0
     for renderable in peak_table(result, console.width):
         console.print(renderable)
-    console.print(f"cached in {cache_path(result.device_name)}")
+    path = cache_path(result.device_name, result.hw_id, result.threads)
+    console.print(f"{'read from' if cached is not None else 'cached in'} {path}")
     return 0
 
 

@@ -21,11 +21,37 @@ What is measured (``measure_peak``):
 - Copy bandwidth: ``dst.copy_(src)`` of a large buffer (far beyond the last-level
   cache), counted as bytes read + bytes written over the best time.
 
+Repeat until stable. One sweep gave 0.178, 0.077, 0.173 and 0.074 fp32 TFLOP/s in
+four ``--refresh`` tries on this project's 2-core machine, and each was cached and
+trusted, so rows read up to 170% of "peak". Each rate is now measured in windows:
+window 1 is the size sweep (its best size), later windows re-time that size (a
+copy window re-times the copy). The rate kept is the best window once the second
+best is within ``AGREE_WITHIN`` (5%) of it; at least ``MIN_WINDOWS`` (3) windows
+are taken and at most ``MAX_WINDOWS`` (6). Measured here (fp32, best of 5 calls
+per window): windows at n = 512..2048 spread 1-4% on a quiet moment, and dipped
+to 150 of 185 GFLOP/s while a neighbour ran. Only the best two must agree, not
+any two: two windows that dip together under a neighbour agree with each other,
+and would keep the dip. A rate whose best two never agree is recorded with
+``stable[rate] = False`` and the peak is not cached (``refusal``): a ceiling
+that cannot be reproduced is no ceiling.
+
+Contention. The whole measurement is bracketed by
+``bench.measure.contention.ContentionMeter`` (the cores are the torch threads on
+CPU; one host thread and NVML's other processes on the GPU), preceded by an idle
+look of ``PRECHECK_S`` so a busy machine is refused in half a second rather than
+after the minute a measurement takes. The reading is recorded in the result
+(``other_cores``, ``host_busy_pct``, ``steal_pct``, ``load_avg_1m``,
+``gpu_other_procs``, ``contended``); a contended measurement is not cached.
+Where the kernel's counters cannot be read (not Linux) ``contended`` is None,
+unknown, and the peak is cached as measured.
+
 Timing uses the project's timers (``bench.measure.clocks.timer_for``: perf_counter on
-CPU, CUDA events on GPU). Results are cached as JSON per device name under
-``$GENBENCH_CACHE_DIR`` (default ``$XDG_CACHE_HOME/genbench`` or
-``~/.cache/genbench``), file ``peak-<device-name-slug>.json``; a cached CPU
-result measured with another thread count is stale and re-measured.
+CPU, CUDA events on GPU). Results are cached as JSON under ``$GENBENCH_CACHE_DIR``
+(default ``$XDG_CACHE_HOME/genbench`` or ``~/.cache/genbench``), keyed by the
+hardware fingerprint's ``hw_id`` (two "AMD EPYC" guests with and without AVX-512
+are two machines) and, on CPU, the torch thread count (the rate depends on it):
+``peak-<device-name-slug>-<hw_id>-<threads>t.json`` (CUDA: no thread part). A
+cache of another ``CACHE_VERSION`` is treated as absent.
 """
 
 from __future__ import annotations
@@ -41,21 +67,36 @@ from pathlib import Path
 from typing import Any
 
 from bench.core.device import Device, check_available, device_name, parse_device, supports_dtype
+from bench.core.errors import EnvironmentProblem
 from bench.core.paths import cache_dir
 from bench.core.text import slug
-from bench.measure.clocks import timer_for
+from bench.measure.clocks import Timer, timer_for
+from bench.measure.contention import ContentionMeter, HostContention, gpu_process_reader, sample_contention
 
-CACHE_VERSION = 2  # 2: no CPU int8 rate (torch._int_mm there bounds nothing)
+# 2: no CPU int8 rate (torch._int_mm there bounds nothing)
+# 3: keyed by hw_id and threads; windows, stability and the contention reading recorded
+CACHE_VERSION = 3
 CPU_SIZES: tuple[int, ...] = (256, 512, 1024, 2048)
 CUDA_SIZES: tuple[int, ...] = (2048, 4096, 8192)
 CPU_COPY_MB = 256
 CUDA_COPY_MB = 1024
 DTYPES: tuple[str, ...] = ("fp32", "tf32", "fp16", "bf16", "int8")
+#: a rate is stable once its second-best window is within this fraction of its best
+AGREE_WITHIN = 0.05
+MIN_WINDOWS = 3
+MAX_WINDOWS = 6
+#: seconds of idle watching before measuring: a machine already busy is refused at once
+PRECHECK_S = 0.5
+COPY = "copy"  # the key of the copy bandwidth in ``windows`` and ``stable``
 
 
 @dataclass(frozen=True)
 class PeakResult:
-    """A device's measured ceilings. Rates in FLOP/s (ops/s for int8), bandwidth in bytes/s."""
+    """A device's measured ceilings. Rates in FLOP/s (ops/s for int8), bandwidth in bytes/s.
+
+    The fields after ``details`` came with cache version 3 and default to "not
+    recorded", so a result built by hand (tests, older callers) still constructs.
+    """
 
     device: str  # "cpu", "cuda:0"
     device_name: str
@@ -67,7 +108,17 @@ class PeakResult:
     flops: dict[str, float]  # dtype -> best rate
     skipped: dict[str, str]  # dtype -> why it was not measured
     copy_bytes_s: float
-    details: list[dict[str, Any]] = field(default_factory=list)  # dtype, n, rate per size
+    details: list[dict[str, Any]] = field(default_factory=list)  # dtype, n, rate per size of the sweep
+    hw_id: str | None = None  # bench.measure.fingerprint's hash of the hardware
+    windows: dict[str, list[float]] = field(default_factory=dict)  # dtype or "copy" -> rate of each window
+    stable: dict[str, bool] = field(default_factory=dict)  # dtype or "copy" -> best two windows agreed
+    # the contention reading over the measurement (bench.measure.contention); None: not read
+    other_cores: float | None = None
+    host_busy_pct: float | None = None
+    steal_pct: float | None = None
+    load_avg_1m: float | None = None
+    gpu_other_procs: int | None = None
+    contended: bool | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"cache_version": CACHE_VERSION, **asdict(self)}
@@ -79,39 +130,177 @@ class PeakResult:
         fields = {k: v for k, v in data.items() if k != "cache_version"}
         return cls(**fields)
 
+    @property
+    def date(self) -> str:
+        """The day it was measured (``measured_at`` is an ISO timestamp)."""
+        return self.measured_at[:10]
+
+    @property
+    def unstable(self) -> list[str]:
+        """The rates whose best two windows never agreed."""
+        return [what for what, ok in self.stable.items() if not ok]
+
+    def contention(self) -> HostContention:
+        """The recorded reading as bench.measure.contention reports it (for ``describe``)."""
+
+        def nan(value: float | None) -> float:
+            return math.nan if value is None else value
+
+        return HostContention(
+            host_busy_pct=nan(self.host_busy_pct),
+            contended=self.contended,
+            steal_pct=nan(self.steal_pct),
+            load_avg_1m=nan(self.load_avg_1m),
+            gpu_other_procs=self.gpu_other_procs,
+            other_cores=nan(self.other_cores),
+        )
+
+    def condition(self) -> str:
+        """How it was measured, in a phrase: 'stable, quiet (others used 0.02 cores ...)'."""
+        if not self.stable:
+            stability = "stability not recorded"
+        elif self.unstable:
+            stability = f"unstable: {', '.join(self.unstable)}"
+        else:
+            stability = "stable"
+        if self.contended is None:
+            quiet = "contention not recorded" if self.other_cores is None else "contention unknown"
+        else:
+            quiet = ("contended" if self.contended else "quiet") + f" ({self.contention().describe()})"
+        return f"{stability}, {quiet}"
+
+
+def spread(windows: list[float]) -> float:
+    """How far apart the best two windows are, as a fraction of the best (0.12 = 12%); NaN with fewer than two."""
+    if len(windows) < 2:
+        return math.nan
+    best, second = sorted(windows, reverse=True)[:2]
+    return (best - second) / best if best > 0 else math.nan
+
+
+def agreed_rate(windows: list[float]) -> float | None:
+    """The best window once the second best is within ``AGREE_WITHIN`` of it, else None (module doc)."""
+    gap = spread(windows)
+    return max(windows) if gap <= AGREE_WITHIN else None  # NaN compares False: not agreed
+
+
+def _unit(what: str) -> tuple[float, str]:
+    if what == COPY:
+        return 1e9, "GB/s"
+    return 1e12, "TOP/s" if what == "int8" else "TFLOP/s"
+
+
+def _rate_text(what: str, rate: float) -> str:
+    """'fp32 0.178 TFLOP/s', 'copy 36.2 GB/s'."""
+    scale, unit = _unit(what)
+    return f"{what} {rate / scale:.3g} {unit}"
+
+
+def _windows_text(what: str, windows: list[float]) -> str:
+    """'fp32: 6 windows 0.178, 0.077, 0.173 TFLOP/s (best two 3% apart)'."""
+    scale, unit = _unit(what)
+    rates = ", ".join(f"{r / scale:.3g}" for r in windows)
+    return f"{what}: {len(windows)} windows {rates} {unit} (best two {100 * spread(windows):.0f}% apart)"
+
+
+def refusal(result: PeakResult) -> str | None:
+    """Why this measurement may not be cached, in one line, or None when it may be.
+
+    Contended (another process used the cores the measurement needed) or unstable
+    (a rate whose best two windows never agreed within ``AGREE_WITHIN``).
+    """
+    if result.contended:
+        reading = result.contention().describe()
+        if result.load_avg_1m is not None:
+            reading += f", load average {result.load_avg_1m:.2f}"
+        return (
+            f"peak of {result.device} not cached: the machine was busy while measuring ({reading}); "
+            "re-measure when it is quiet" + (", or with fewer --threads" if result.threads > 1 else "")
+        )
+    if result.unstable:
+        seen = "; ".join(_windows_text(what, result.windows[what]) for what in result.unstable)
+        return (
+            f"peak of {result.device} not cached: a rate did not stabilise (its best two windows never came "
+            f"within {100 * AGREE_WITHIN:.0f}%): {seen}; re-measure on a quieter machine"
+        )
+    return None
+
+
+def peak_note(peak: PeakResult | None, pct: float, dtype: str | None = None) -> str | None:
+    """A row's note when its ``pct_of_peak`` is above 100%, else None (None without a peak or a %).
+
+    Above 100% the denominator is wrong for that row, never the row right beyond the
+    machine: the peak is torch.matmul's rate, which oneDNN's and ONNX Runtime's
+    kernels can beat on a CPU, or it was measured low (busy, throttled, or an older
+    software stack). The note names the rate (``dtype``: the one the row was divided
+    by; otherwise every measured rate), when it was measured and how.
+    """
+    if peak is None or not pct > 100.0:  # NaN: no peak, no note
+        return None
+    if dtype is not None and dtype in peak.flops:
+        rates = _rate_text(dtype, peak.flops[dtype])
+    else:
+        rates = ", ".join(_rate_text(d, r) for d, r in peak.flops.items()) or "no GEMM rate"
+    return (
+        f"pct_of_peak {pct:.0f}% is above the measured peak ({rates}, measured {peak.date}, "
+        f"{peak.condition()}): that peak is torch.matmul's, which this row's kernels may beat, or it was "
+        "measured low; re-measure with `python -m bench peak --refresh` on a quiet machine"
+    )
+
 
 # ----------------------------------------------------------------- cache
-def cache_path(name: str) -> Path:
-    return cache_dir() / f"peak-{slug(name)}.json"
+def cache_key(device: Device) -> tuple[str, int]:
+    """What a cached peak is looked up by: this machine's ``hw_id`` and torch threads (0 on CUDA)."""
+    from bench.measure.fingerprint import hardware_fingerprint
+
+    return str(hardware_fingerprint(device)["hw_id"]), _current_threads(device)
 
 
-def read_cached(name: str) -> PeakResult | None:
-    """The cached peak of the device called ``name`` (a run's device_name), or None."""
-    path = cache_path(name)
-    if not path.is_file():
-        return None
+def cache_path(name: str, hw_id: str | None, threads: int) -> Path:
+    """The cache file of a peak of the device called ``name`` on hardware ``hw_id`` with ``threads``."""
+    tail = f"-{threads}t" if threads else ""
+    return cache_dir() / f"peak-{slug(name)}-{hw_id or 'no-hw-id'}{tail}.json"
+
+
+def _read(path: Path) -> PeakResult | None:
     try:
         return PeakResult.from_json(json.loads(path.read_text()))
-    except (ValueError, TypeError, json.JSONDecodeError):
+    except (OSError, ValueError, TypeError, json.JSONDecodeError):
         return None  # unreadable or old cache: treated as absent, re-measured on demand
 
 
+def read_cached(name: str, hw_id: str | None = None, threads: int | None = None) -> PeakResult | None:
+    """The cached peak of the device called ``name`` (a run's device_name), or None.
+
+    With ``hw_id`` (and ``threads``): the one measured on that hardware with that
+    thread count. Without: the newest of that name on any hardware, for a projection
+    of a run whose machine may not be this one (bench.analysis.source warns when its
+    thread count differs); narrowed to ``threads`` when given.
+    """
+    if hw_id is not None:
+        cached = _read(cache_path(name, hw_id, threads or 0))
+        if cached is None or cached.device_name != name or cached.hw_id != hw_id:
+            return None
+        return cached if threads is None or cached.threads == threads else None
+    found = [p for p in map(_read, sorted(cache_dir().glob("peak-*.json"))) if p is not None]
+    found = [p for p in found if p.device_name == name and (threads is None or p.threads == threads)]
+    return max(found, key=lambda p: p.measured_at) if found else None
+
+
 def usable_peak(device: Device, name: str) -> PeakResult | None:
-    """The device's cached measured peak, if one matches this process (a CPU peak: the same thread count).
+    """The device's cached measured peak, if one matches this machine (``hw_id``) and, on CPU, thread count.
 
     Measuring a peak takes minutes, so a run never does it implicitly; without a
     cached peak the `pct_of_peak` column stays empty.
     """
-    cached = read_cached(name)
-    if cached is None or cached.kind != device.kind:
-        return None
-    if cached.threads != _current_threads(device):
-        return None
-    return cached
+    hw_id, threads = cache_key(device)
+    cached = read_cached(name, hw_id, threads)
+    return cached if cached is not None and cached.kind == device.kind else None
 
 
 def write_cache(result: PeakResult) -> Path:
-    path = cache_path(result.device_name)
+    """Write ``result`` under its key; OSError (read-only cache folder) is the caller's to report."""
+    path = cache_path(result.device_name, result.hw_id, result.threads)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(result.to_json(), indent=2))
@@ -127,21 +316,58 @@ def _current_threads(device: Device) -> int:
     return torch.get_num_threads()
 
 
-def measured_peak(device: Device | str, refresh: bool = False, **measure_kwargs: Any) -> PeakResult:
+def default_meter(device: Device) -> ContentionMeter:
+    """The meter a peak measurement is bracketed by: torch's threads on CPU; on CUDA one host thread and NVML."""
+    if not device.is_cuda:
+        return ContentionMeter(_current_threads(device))
+    from bench.measure.nvml import open_gpu
+
+    nvml = open_gpu(device.index or 0)
+    return ContentionMeter(1, gpu_processes=gpu_process_reader(nvml) if nvml is not None else None)
+
+
+def measured_peak(
+    device: Device | str,
+    refresh: bool = False,
+    meter: ContentionMeter | None = None,
+    precheck_s: float | None = None,
+    **measure_kwargs: Any,
+) -> PeakResult:
     """The device's measured peak: from the cache when valid, else measured now and cached.
 
-    ``refresh`` re-measures. ``measure_kwargs`` (sizes, copy_mb, ...) go to
+    ``refresh`` re-measures. ``meter`` replaces ``default_meter`` (tests inject its
+    readings to simulate a busy machine); ``precheck_s`` seconds of idle watching come
+    first (default ``PRECHECK_S``; 0: none). ``measure_kwargs`` (sizes, copy_mb, timer, ...) go to
     ``measure_peak``; tests use them to keep measurements small.
+
+    Raises EnvironmentProblem, caching nothing, when the machine is busy before or
+    during the measurement, or a rate did not stabilise (``refusal``).
     """
     dev = parse_device(device) if isinstance(device, str) else device
     check_available(dev)
-    name = device_name(dev)
     if not refresh:
-        cached = read_cached(name)
-        if cached is not None and cached.kind == dev.kind and cached.threads == _current_threads(dev):
+        cached = usable_peak(dev, device_name(dev))
+        if cached is not None:
             return cached
-    result = measure_peak(dev, **measure_kwargs)
-    write_cache(result)
+    meter = meter or default_meter(dev)
+    precheck_s = PRECHECK_S if precheck_s is None else precheck_s
+    if precheck_s > 0:
+        before = sample_contention(meter, precheck_s)
+        if before.contended:
+            raise EnvironmentProblem(
+                f"peak of {dev} not measured: the machine is busy ({before.describe()}, "
+                f"load average {before.load_avg_1m:.2f}); measure when it is quiet"
+                + (", or with fewer --threads" if not dev.is_cuda and _current_threads(dev) > 1 else "")
+            )
+    result = measure_peak(dev, meter=meter, **measure_kwargs)
+    problem = refusal(result)
+    if problem is not None:
+        raise EnvironmentProblem(problem)
+    try:
+        write_cache(result)
+    except OSError as exc:
+        path = cache_path(result.device_name, result.hw_id, result.threads)
+        raise EnvironmentProblem(f"cannot write the peak cache {path}: {exc.strerror or exc}") from None
     return result
 
 
@@ -152,38 +378,90 @@ def measure_peak(
     copy_mb: int | None = None,
     reps: int = 5,
     max_seconds_per_size: float = 0.5,
+    max_windows: int = MAX_WINDOWS,
+    meter: ContentionMeter | None = None,
+    timer: Timer | None = None,
 ) -> PeakResult:
-    """Measure now (no cache). CPU and CUDA differ in dtypes, timers and flags; see the module doc."""
+    """Measure now (no cache), in windows until stable, with the contention reading (module doc).
+
+    CPU and CUDA differ in dtypes, timers and flags. ``timer`` replaces the device's
+    (tests inject one that reports chosen times); ``meter`` replaces ``default_meter``.
+    The result is returned even when contended or unstable: ``refusal`` says so.
+    """
     import torch
 
+    meter = meter or default_meter(device)
+    timer = timer or timer_for(device)
+    rates = _Rates(max_windows=max(MIN_WINDOWS, max_windows))
+    meter.start()
     if device.is_cuda:
-        flops, skipped, details, copy = _measure_cuda(
-            device, sizes or CUDA_SIZES, copy_mb or CUDA_COPY_MB, reps, max_seconds_per_size
+        _measure_cuda(
+            device, sizes or CUDA_SIZES, copy_mb or CUDA_COPY_MB, reps, max_seconds_per_size, timer, rates
         )
         memory = int(torch.cuda.get_device_properties(device.torch_name).total_memory)
     else:
-        flops, skipped, details, copy = _measure_cpu(
-            sizes or CPU_SIZES, copy_mb or CPU_COPY_MB, reps, max_seconds_per_size
-        )
+        _measure_cpu(sizes or CPU_SIZES, copy_mb or CPU_COPY_MB, reps, max_seconds_per_size, timer, rates)
         import psutil
 
         memory = int(psutil.virtual_memory().total)
+    reading = meter.stop()
+    hw_id, threads = cache_key(device)
     return PeakResult(
         device=str(device),
         device_name=device_name(device),
         kind=device.kind,
         measured_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         torch_version=torch.__version__,
-        threads=_current_threads(device),
+        threads=threads,
         memory_bytes=memory,
-        flops=flops,
-        skipped=skipped,
-        copy_bytes_s=copy,
-        details=details,
+        flops=rates.flops,
+        skipped=rates.skipped,
+        copy_bytes_s=rates.copy_bytes_s,
+        details=rates.details,
+        hw_id=hw_id,
+        windows=rates.windows,
+        stable=rates.stable,
+        other_cores=_or_none(reading.other_cores),
+        host_busy_pct=_or_none(reading.host_busy_pct),
+        steal_pct=_or_none(reading.steal_pct),
+        load_avg_1m=_or_none(reading.load_avg_1m),
+        gpu_other_procs=reading.gpu_other_procs,
+        contended=reading.contended,
     )
 
 
-def _best_ms(run: Callable[[], Any], timer: Any, reps: int, max_seconds: float) -> float:
+def _or_none(value: float) -> float | None:
+    """NaN (not read) as None: JSON has no NaN, and NaN != NaN would make equal results unequal."""
+    return None if math.isnan(value) else float(value)
+
+
+@dataclass
+class _Rates:
+    """What the measuring functions fill in: best rates, skip reasons, the sweep, each rate's windows."""
+
+    max_windows: int
+    flops: dict[str, float] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+    details: list[dict[str, Any]] = field(default_factory=list)
+    windows: dict[str, list[float]] = field(default_factory=dict)
+    stable: dict[str, bool] = field(default_factory=dict)
+    copy_bytes_s: float = 0.0
+
+    def settle(self, what: str, first: float, window: Callable[[], float]) -> float:
+        """Take windows after ``first`` until the best two agree (at least MIN_WINDOWS, at most max_windows).
+
+        Returns the rate kept: the agreed best, or (unstable) the best seen.
+        """
+        seen = [first]
+        while len(seen) < self.max_windows and (len(seen) < MIN_WINDOWS or agreed_rate(seen) is None):
+            seen.append(window())
+        agreed = agreed_rate(seen)
+        self.windows[what] = seen
+        self.stable[what] = agreed is not None
+        return max(seen) if agreed is None else agreed
+
+
+def _best_ms(run: Callable[[], Any], timer: Timer, reps: int, max_seconds: float) -> float:
     """Best of up to ``reps`` timed runs after one warm-up, stopping early past ``max_seconds``."""
     run()  # warm-up: first-call costs (allocation, kernel selection) are not the steady rate
     best = math.inf
@@ -197,55 +475,75 @@ def _best_ms(run: Callable[[], Any], timer: Any, reps: int, max_seconds: float) 
     return best
 
 
-_Measured = tuple[dict[str, float], dict[str, str], list[dict[str, Any]], float]
-
-
 def _gemm_rates(
     dtypes: dict[str, Callable[[int], Callable[[], Any]]],
     sizes: tuple[int, ...],
-    timer: Any,
+    timer: Timer,
     reps: int,
     max_seconds: float,
-    flops: dict[str, float],
-    skipped: dict[str, str],
-    details: list[dict[str, Any]],
+    rates: _Rates,
 ) -> None:
-    """For each dtype, ``make(n)`` builds the operands and returns the call to time.
+    """Each dtype's rate (``_gemm_rate``), or the reason it did not run."""
+    for dtype, make in dtypes.items():
+        try:
+            rates.flops[dtype] = _gemm_rate(dtype, make, sizes, timer, reps, max_seconds, rates)
+        except (RuntimeError, NotImplementedError, TypeError) as exc:
+            rates.skipped[dtype] = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
+            rates.windows.pop(dtype, None)
+            rates.stable.pop(dtype, None)
+
+
+def _gemm_rate(
+    dtype: str,
+    make: Callable[[int], Callable[[], Any]],
+    sizes: tuple[int, ...],
+    timer: Timer,
+    reps: int,
+    max_seconds: float,
+    rates: _Rates,
+) -> float:
+    """``make(n)`` builds the operands and returns the call to time.
 
     Sizes go smallest first; a size whose time, extrapolated as n^3 from the
     previous one, would exceed ``max_seconds`` is not run, nor any larger one.
+    The sweep is window 1; later windows re-time its best size (``_Rates.settle``).
     """
-    for dtype, make in dtypes.items():
-        best = 0.0
-        last: tuple[int, float] | None = None
-        try:
-            for n in sorted(sizes):
-                if last is not None and last[1] * (n / last[0]) ** 3 > max_seconds * 1e3:
-                    break  # a slow kernel (bf16 on AVX2 runs at ~1 GFLOP/s): larger sizes would take minutes
-                run = make(n)
-                ms = _best_ms(run, timer, reps, max_seconds)
-                rate = 2.0 * n**3 / (ms / 1e3)
-                details.append({"dtype": dtype, "n": n, "best_ms": ms, "rate": rate})
-                best = max(best, rate)
-                last = (n, ms)
-        except (RuntimeError, NotImplementedError, TypeError) as exc:
-            skipped[dtype] = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
-            continue
-        flops[dtype] = best
+    best_n, best_rate = 0, 0.0
+    last: tuple[int, float] | None = None
+    for n in sorted(sizes):
+        if last is not None and last[1] * (n / last[0]) ** 3 > max_seconds * 1e3:
+            break  # a slow kernel (bf16 on AVX2 runs at ~1 GFLOP/s): larger sizes would take minutes
+        ms = _best_ms(make(n), timer, reps, max_seconds)
+        rate = 2.0 * n**3 / (ms / 1e3)
+        rates.details.append({"dtype": dtype, "n": n, "best_ms": ms, "rate": rate})
+        if rate > best_rate:
+            best_n, best_rate = n, rate
+        last = (n, ms)
+    run = make(best_n)
+
+    def window() -> float:
+        return 2.0 * best_n**3 / (_best_ms(run, timer, reps, max_seconds) / 1e3)
+
+    return rates.settle(dtype, best_rate, window)
 
 
 def _copy_rate(
-    make_buffers: Callable[[], tuple[Any, Any]], timer: Any, reps: int, max_seconds: float
-) -> float:
+    make_buffers: Callable[[], tuple[Any, Any]], timer: Timer, reps: int, max_seconds: float, rates: _Rates
+) -> None:
     src, dst = make_buffers()
-    ms = _best_ms(lambda: dst.copy_(src), timer, reps, max_seconds)
-    return 2.0 * src.numel() * src.element_size() / (ms / 1e3)
+    moved = 2.0 * src.numel() * src.element_size()
+
+    def window() -> float:
+        return moved / (_best_ms(lambda: dst.copy_(src), timer, reps, max_seconds) / 1e3)
+
+    rates.copy_bytes_s = rates.settle(COPY, window(), window)
 
 
-def _measure_cpu(sizes: tuple[int, ...], copy_mb: int, reps: int, max_seconds: float) -> _Measured:
+def _measure_cpu(
+    sizes: tuple[int, ...], copy_mb: int, reps: int, max_seconds: float, timer: Timer, rates: _Rates
+) -> None:
     import torch
 
-    timer = timer_for(Device("cpu"))
     gen = torch.Generator().manual_seed(0)
 
     def float_mm(dtype: torch.dtype) -> Callable[[int], Callable[[], Any]]:
@@ -257,31 +555,28 @@ def _measure_cpu(sizes: tuple[int, ...], copy_mb: int, reps: int, max_seconds: f
 
         return make
 
-    skipped = {"tf32": "TF32 is a GPU tensor-core format; CPUs have no TF32"}
+    rates.skipped["tf32"] = "TF32 is a GPU tensor-core format; CPUs have no TF32"
     dtypes: dict[str, Callable[[int], Callable[[], Any]]] = {"fp32": float_mm(torch.float32)}
     fp16_reason = supports_dtype(Device("cpu"), "fp16")
     if fp16_reason is None:
         dtypes["fp16"] = float_mm(torch.float16)
     else:
-        skipped["fp16"] = fp16_reason
+        rates.skipped["fp16"] = fp16_reason
     dtypes["bf16"] = float_mm(torch.bfloat16)
     # torch._int_mm on CPU is a reference kernel: measured here at 2.8 GOP/s against 82 GFLOP/s for fp32,
     # while ONNX Runtime's int8 kernels ran faster than fp32. It bounds nothing a pipeline uses.
-    skipped["int8"] = (
+    rates.skipped["int8"] = (
         "no CPU int8 GEMM to measure: torch._int_mm on CPU is a slow reference kernel, not what int8 pipelines run"
     )
-    flops: dict[str, float] = {}
-    details: list[dict[str, Any]] = []
     with torch.inference_mode():
-        _gemm_rates(dtypes, sizes, timer, reps, max_seconds, flops, skipped, details)
+        _gemm_rates(dtypes, sizes, timer, reps, max_seconds, rates)
         elems = copy_mb * 2**20 // 4
 
         def buffers() -> tuple[Any, Any]:
             src = torch.ones(elems, dtype=torch.float32)
             return src, torch.empty_like(src)
 
-        copy = _copy_rate(buffers, timer, reps, max_seconds)
-    return flops, skipped, details, copy
+        _copy_rate(buffers, timer, reps, max_seconds, rates)
 
 
 # ----------------------------------------------------------------- CUDA (not runnable on a CPU-only host)
@@ -299,8 +594,14 @@ def _tf32(enabled: bool) -> Iterator[None]:
 
 
 def _measure_cuda(
-    device: Device, sizes: tuple[int, ...], copy_mb: int, reps: int, max_seconds: float
-) -> _Measured:
+    device: Device,
+    sizes: tuple[int, ...],
+    copy_mb: int,
+    reps: int,
+    max_seconds: float,
+    timer: Timer,
+    rates: _Rates,
+) -> None:
     """CUDA path: events on the current stream (timer_for), operands resident on the GPU.
 
     fp32 is measured with TF32 off (the CUDA-core rate) and tf32 as an fp32
@@ -308,7 +609,6 @@ def _measure_cuda(
     """
     import torch
 
-    timer = timer_for(device)
     where = torch.device(device.torch_name)
     gen = torch.Generator(device=where).manual_seed(0)
 
@@ -331,7 +631,7 @@ def _measure_cuda(
         b = torch.randint(-128, 128, (n, n), device=where, dtype=torch.int8, generator=gen)
         return lambda: torch._int_mm(a, b)
 
-    skipped: dict[str, str] = {}
+    skipped = rates.skipped
     dtypes: dict[str, Callable[[int], Callable[[], Any]]] = {
         "fp32": float_mm(torch.float32, tf32=False),
         "tf32": float_mm(torch.float32, tf32=True),
@@ -350,16 +650,13 @@ def _measure_cuda(
     if major < 8:
         skipped["tf32"] = "TF32 needs compute capability >= 8.0"
         del dtypes["tf32"]
-    flops: dict[str, float] = {}
-    details: list[dict[str, Any]] = []
     with torch.inference_mode(), torch.cuda.device(where):
-        _gemm_rates(dtypes, sizes, timer, reps, max_seconds, flops, skipped, details)
+        _gemm_rates(dtypes, sizes, timer, reps, max_seconds, rates)
         elems = copy_mb * 2**20 // 4
 
         def buffers() -> tuple[Any, Any]:
             src = torch.ones(elems, dtype=torch.float32, device=where)
             return src, torch.empty_like(src)
 
-        copy = _copy_rate(buffers, timer, reps, max_seconds)
+        _copy_rate(buffers, timer, reps, max_seconds, rates)
         torch.cuda.empty_cache()
-    return flops, skipped, details, copy

@@ -100,24 +100,41 @@ def sources_tables(catalog: Catalog, width: int) -> list[Any]:
 
 
 # ----------------------------------------------------------------- peak
+def _windows_note(result: Any, what: str) -> str:
+    """How a rate settled: '3 windows, best two 1% apart' or 'UNSTABLE: 6 windows, best two 12% apart'."""
+    from bench.hardware.peak import spread
+
+    windows = result.windows.get(what)
+    if not windows:
+        return ""
+    gap = f"{len(windows)} windows, best two {100 * spread(windows):.0f}% apart"
+    return gap if result.stable.get(what, True) else f"UNSTABLE: {gap}"
+
+
 def peak_table(result: Any, width: int) -> list[Any]:
-    """A measured peak (bench.hardware.peak.PeakResult): GEMM rate per dtype and copy bandwidth."""
+    """A measured peak (bench.hardware.peak.PeakResult): GEMM rate per dtype and copy bandwidth,
+    how each rate settled, and the contention reading over the measurement."""
+    from bench.hardware.peak import COPY
+
     rows: list[list[Cell]] = []
     for dtype in DTYPES:  # what bench peak measures, in its order
         if dtype in result.flops:
             unit = "TOPS" if dtype == "int8" else "TFLOPS"
-            sizes = [d["n"] for d in result.details if d["dtype"] == dtype]
-            rows.append([dtype, f"{num(result.flops[dtype] / 1e12, 4)} {unit}", f"best of n = {sizes}"])
+            sizes = sorted({d["n"] for d in result.details if d["dtype"] == dtype})
+            note = "; ".join(filter(None, [f"best of n = {sizes}", _windows_note(result, dtype)]))
+            rows.append([dtype, f"{num(result.flops[dtype] / 1e12, 4)} {unit}", note])
         else:
             rows.append([dtype, "-", f"skipped: {result.skipped.get(dtype, 'not measured')}"])
-    rows.append(["copy", f"{num(result.copy_bytes_s / 1e9, 4)} GB/s", "bytes read + written per second"])
+    copy_note = "; ".join(filter(None, ["bytes read + written per second", _windows_note(result, COPY)]))
+    rows.append(["copy", f"{num(result.copy_bytes_s / 1e9, 4)} GB/s", copy_note])
+    hw = f", hw_id {result.hw_id}" if result.hw_id else ""
     title = (
-        f"measured peak: {result.device_name} ({result.device}, {result.threads or 'all'} threads, "
+        f"measured peak: {result.device_name} ({result.device}, {result.threads or 'all'} threads{hw}, "
         f"torch {result.torch_version}, {result.measured_at})"
     )
     columns = [Column("what", fixed=True), Column.number("rate"), Column("note")]
     table, _ = fit_table(columns, rows, width, title=title, title_justify="left")
-    return [table]
+    return [table, *below(f"conditions: {result.condition()}")]
 
 
 # ----------------------------------------------------------------- project
