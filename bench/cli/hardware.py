@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.cli.common import wide_console
-from bench.core.errors import UsageError
+from bench.core.errors import EnvironmentProblem, RunError, UsageError
 
 DEVICES_EXAMPLES = """examples:
   python -m bench devices
@@ -245,6 +245,7 @@ def cmd_project(args: argparse.Namespace) -> int:
 
     batch_sizes = _batch_sizes(args.batch_sizes)
     catalog = _catalog(args.catalog)
+    csv = _csv_path(args)  # before anything slow: a table that would overwrite an input fails at once
     cells, device_name, device, threads, run_id = _run_facts(args.from_run)
     names = [t.strip() for t in args.targets.split(",") if t.strip()] if args.targets else None
     targets = []
@@ -293,11 +294,38 @@ def cmd_project(args: argparse.Namespace) -> int:
     if check is not None:
         frame = add_check(frame, check[0], check[1].label)
     frame = tidy(frame)
-    csv = args.csv or ((args.from_run if args.from_run.is_dir() else args.from_run.parent) / "projection.csv")
-    csv.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(csv, index=False)
+    try:
+        csv.parent.mkdir(parents=True, exist_ok=True)
+        frame.to_csv(csv, index=False)
+    except OSError as exc:  # a read-only folder, a full disk
+        raise EnvironmentProblem(f"cannot write the projection table {csv}: {exc.strerror or exc}") from None
     _print_projection(frame, source, check, csv, args)
     return 0
+
+
+#: a run folder's own files, which --csv must not overwrite
+RUN_FILES = ("cells.csv", "cells.parquet", "cells.json", "samples.csv", "env.json", "manifest.json")
+
+
+def _csv_path(args: argparse.Namespace) -> Path:
+    """Where the projection goes: --csv, else RUN/projection.csv; never a file of the runs it reads."""
+    folder = args.from_run if args.from_run.is_dir() else args.from_run.parent
+    csv: Path = args.csv or folder / "projection.csv"
+    if csv.is_dir():
+        raise _usage(f"--csv {csv} is a folder; give a file name, such as {csv / 'projection.csv'}")
+    target = csv.resolve()
+    for run in (args.from_run, args.check):
+        if run is None:
+            continue
+        run_folder = run if run.is_dir() else run.parent
+        inputs = [run_folder / name for name in RUN_FILES] + ([] if run.is_dir() else [run])
+        for path in inputs:
+            if path.resolve() == target:
+                raise RunError(
+                    f"--csv {csv} is {path.name} of the run {run_folder} that project reads; "
+                    "write the table elsewhere (default: RUN/projection.csv)"
+                )
+    return csv
 
 
 def _print_projection(frame: Any, source: Any, check: Any, csv: Path, args: argparse.Namespace) -> None:
