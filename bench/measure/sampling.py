@@ -4,6 +4,15 @@ The stopping rule (at least ``min_samples``, then until the 95% confidence inter
 of the median is within +-2% of it, or the time budget is spent) is the part of
 genbench that makes a row's p50 mean the same thing on every machine; the raw
 samples are kept, statistics are computed from them afterwards (``stats``).
+
+The time budget is a real bound on a slow model: ``min_samples`` is what a cell
+takes when the budget allows it, not a promise that overrides the budget (a model
+taking 5 s a call with ``--time-budget 1`` once ran 76 s for one cell). Timed
+sampling stops once the budget is spent and it holds ``budget_floor`` samples (or
+one, when a single call took the whole budget), saying so in the stop reason
+(``budget (4 < min-samples 10)``); warm-up stops at its own time once it has made a
+call. The stop reasons: ``converged``, ``time_budget`` (spent after min_samples),
+``max_samples``, and ``budget (N < min-samples M)``.
 """
 
 from __future__ import annotations
@@ -18,7 +27,11 @@ from bench.measure.stats import relative_ci_halfwidth
 @dataclass(frozen=True)
 class SamplingPolicy:
     """When to stop sampling: at least ``min_samples``, then until the 95% CI
-    half-width of the median is within ``target_rel_ci`` of it, or the budget is spent."""
+    half-width of the median is within ``target_rel_ci`` of it, or the budget is spent.
+
+    The budget wins over ``min_samples`` once ``budget_floor`` samples are taken (module
+    docstring). Warm-up makes ``warmup_min_iters`` calls when ``warmup_s`` is 0.
+    """
 
     min_samples: int = 10
     max_samples: int = 100_000
@@ -26,10 +39,13 @@ class SamplingPolicy:
     time_budget_s: float = 3.0
     warmup_s: float = 0.3
     warmup_min_iters: int = 2
+    budget_floor: int = 3
 
     def __post_init__(self) -> None:
         if self.min_samples < 1:
             raise ValueError("min_samples must be >= 1")
+        if self.budget_floor < 1:
+            raise ValueError("budget_floor must be >= 1")
         if self.max_samples < self.min_samples:
             raise ValueError("max_samples must be >= min_samples")
         if self.time_budget_s <= 0:
@@ -61,22 +77,35 @@ def sample_adaptively(
     """
     result = Sampled()
     start = wall()
-    while len(result.warmup_ms) < policy.warmup_min_iters or wall() - start < policy.warmup_s:
+    while True:
         result.warmup_ms.append(measure_once())
-        if wall() - start >= policy.time_budget_s:
-            break
+        elapsed = wall() - start
+        if elapsed >= policy.warmup_s and (
+            policy.warmup_s > 0 or len(result.warmup_ms) >= policy.warmup_min_iters
+        ):
+            break  # its own time is spent (at least one call made), or its calls are made when it has none
+        if elapsed >= policy.time_budget_s:
+            break  # warmup_min_iters calls of a slow model must not take more than the whole budget
     on_timed_start()
     start = wall()
     next_check = policy.min_samples
+    longest_call_s = 0.0
     while True:
+        before = wall()
         result.latencies_ms.append(measure_once())
+        now = wall()
+        longest_call_s = max(longest_call_s, now - before)
         n = len(result.latencies_ms)
         if n >= policy.max_samples:
             result.stop_reason = "max_samples"
             break
+        spent = now - start >= policy.time_budget_s
         if n < policy.min_samples:
+            if spent and (n >= policy.budget_floor or longest_call_s >= policy.time_budget_s):
+                result.stop_reason = f"budget ({n} < min-samples {policy.min_samples})"
+                break
             continue
-        if wall() - start >= policy.time_budget_s:
+        if spent:
             result.stop_reason = "time_budget"
             break
         if n >= next_check:
