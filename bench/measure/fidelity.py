@@ -3,6 +3,14 @@
 PSNR uses the reference's own dynamic range (max - min) as the peak, because
 generator outputs are in [-1, 1] (tanh), VAE outputs are unbounded and a UNet
 predicts noise: a fixed peak of 1.0 would not mean the same for each.
+
+A reference whose range is zero (a scalar output, a constant image) has no
+dynamic range to compare against, so its peak is its magnitude, max(|ref|): the
+PSNR is then the error relative to the value itself, and float round-off (4.8e-7
+on a 1.0) reads ~126 dB, not -inf. An all-zero reference has no magnitude either:
+its peak is 1.0 (the error in absolute terms). PSNR is +inf only for bit-identical
+output and -inf only for output holding NaN or inf (bench.core.numbers writes them
+"exact" and "non-finite").
 """
 
 from __future__ import annotations
@@ -42,6 +50,17 @@ class Fidelity(RowPart):
         }
 
 
+def psnr_peak(reference: torch.Tensor) -> float:
+    """The peak PSNR divides by (module docstring): the value range, else the magnitude, else 1.0."""
+    if not reference.numel():
+        return 1.0
+    value_range = float(reference.max() - reference.min())
+    if value_range > 0.0:
+        return value_range
+    magnitude = float(reference.abs().max())
+    return magnitude if magnitude > 0.0 else 1.0
+
+
 def compare_outputs(
     reference: torch.Tensor, output: torch.Tensor, min_psnr_db: float = DEFAULT_MIN_PSNR_DB
 ) -> Fidelity:
@@ -55,15 +74,13 @@ def compare_outputs(
     if not torch.isfinite(out).all():
         return Fidelity(-math.inf, math.inf, math.nan, min_psnr_db)
     err = out - ref
-    mse = float((err * err).mean())
     max_abs = float(err.abs().max()) if err.numel() else 0.0
-    peak = float(ref.max() - ref.min()) if ref.numel() else 0.0
-    if mse == 0.0:
+    if max_abs == 0.0:
         psnr = math.inf
-    elif peak == 0.0:
-        psnr = -math.inf
     else:
-        psnr = 10.0 * math.log10(peak * peak / mse)
+        # the RMS error scaled by max_abs and logs subtracted: squares of tiny errors (or peaks) underflow
+        rms = max_abs * math.sqrt(float(((err / max_abs) ** 2).mean()))
+        psnr = 20.0 * (math.log10(psnr_peak(ref)) - math.log10(rms))
     denom = float(ref.norm() * out.norm())
-    cosine = float(ref @ out) / denom if denom > 0 else (1.0 if mse == 0.0 else 0.0)
+    cosine = float(ref @ out) / denom if denom > 0 else (1.0 if max_abs == 0.0 else 0.0)
     return Fidelity(psnr, max_abs, cosine, min_psnr_db)

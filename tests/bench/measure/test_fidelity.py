@@ -54,3 +54,30 @@ def test_low_precision_output_is_compared_in_double() -> None:
     ref = torch.randn(1000)
     f = compare_outputs(ref, ref.bfloat16())
     assert 50 < f.psnr_db < 90  # bf16 keeps 8 bits of mantissa: error ~ 2^-9 relative
+
+
+def test_a_scalar_output_with_round_off_passes() -> None:
+    """Was PSNR -inf and fidelity_ok False: a zero value range gave no peak."""
+    ref = torch.tensor(1.0)
+    f = compare_outputs(ref, ref + 4.8e-7)
+    assert f.psnr_db == pytest.approx(20 * math.log10(1.0 / 4.8e-7), rel=1e-3)  # ~126 dB
+    assert f.ok and f.cosine == pytest.approx(1.0)
+
+
+def test_a_constant_output_uses_its_magnitude_as_the_peak() -> None:
+    ref = torch.full((2, 3, 4, 4), -2.5, dtype=torch.float64)
+    f = compare_outputs(ref, ref + 1e-3)
+    assert f.psnr_db == pytest.approx(20 * math.log10(2.5 / 1e-3), rel=1e-6)
+
+
+def test_an_all_zero_output_uses_a_peak_of_one() -> None:
+    ref = torch.zeros(16, dtype=torch.float64)
+    f = compare_outputs(ref, ref + 1e-3)
+    assert f.psnr_db == pytest.approx(60.0, rel=1e-6)
+    assert compare_outputs(ref, ref.clone()).psnr_db == math.inf
+
+
+def test_tiny_values_do_not_underflow_to_exact_or_minus_inf() -> None:
+    ref = torch.linspace(-1, 1, 100, dtype=torch.float64) * 1e-200
+    f = compare_outputs(ref, ref * (1 + 1e-6))
+    assert math.isfinite(f.psnr_db) and f.psnr_db > 100
