@@ -111,6 +111,8 @@ class InProcessExecutor:
         self.device = device
         self.artifacts_dir = artifacts_dir if config.keep_artifacts else None
         self.scratch = scratch  # where a cell's temporary folder goes (None: the system's temp folder)
+        if config.threads is not None:
+            torch.set_num_threads(config.threads)
         if device.is_cuda:
             torch.cuda.set_device(device.torch_name)  # events, streams and graphs use the current device
         self.identities = Identities(run_id, device, isolation)

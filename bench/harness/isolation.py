@@ -43,6 +43,8 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from bench.core.device import Device
 from bench.harness.config import RunConfig
 from bench.harness.executor import Identities
@@ -138,6 +140,8 @@ class ProcessExecutor:
         self.device = device
         self.run_id = run_id
         self.artifacts_dir = artifacts_dir if config.keep_artifacts else None
+        if config.threads is not None:  # the rows made here (skipped, crashed) say what the workers use
+            torch.set_num_threads(config.threads)
         remove_stale_scratch()
         self.scratch = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-"))
         (self.scratch / "references").mkdir()
