@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from bench.analysis.compare import compare_runs
@@ -79,7 +81,7 @@ def test_merged_repeats_are_pooled_by_compare(tmp_path: Path) -> None:
     cmp = compare_runs(load_run(out), load_run(r1))
     row = cmp.pairs.set_index(["pipeline", "batch_size"]).loc[("fp32", 1)]
     assert row["runs_base"] == 2 and row["runs_new"] == 1
-    assert any("pools 2 runs" in note for note in cmp.notes)
+    assert any("2 runs" in note for note in cmp.notes)  # the repeats are pooled across runs
 
 
 def test_merging_a_merged_folder_lists_every_source(tmp_path: Path) -> None:
@@ -121,3 +123,95 @@ def test_force_replaces_an_earlier_merge(tmp_path: Path) -> None:
     assert main(["merge", str(a), str(b), "--out", str(out)]) == 2
     assert main(["merge", str(a), str(b), "--out", str(out), "--force"]) == 0
     assert len(load_run(out).cells) == 6
+
+
+def _add_column(run: Path, table: str, name: str) -> None:
+    frame = pd.read_csv(run / table)
+    frame[name] = 1.5
+    frame.to_csv(run / table, index=False)
+    (run / "manifest.json").unlink()  # the table was edited after it was written, as a user would
+
+
+@pytest.mark.parametrize("table", ["cells.csv", "samples.csv"])
+def test_merge_refuses_columns_it_does_not_know(
+    table: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a, b = _host_run(tmp_path, "host-a", "CPU A"), _host_run(tmp_path, "host-b", "CPU B")
+    _add_column(b, table, "my_watts")
+    out = tmp_path / "m"
+    assert main(["merge", str(a), str(b), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "my_watts" in err and str(b / table) in err, err
+    assert not out.exists()  # refused before anything was written
+
+
+def test_merge_out_at_a_file_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    a = _host_run(tmp_path, "host-a", "CPU A")
+    for target in (tmp_path / "notes.txt", a / "cells.csv"):
+        if not target.exists():
+            target.write_text("mine\n")
+        before = target.read_bytes()
+        assert main(["merge", str(a), "--out", str(target), "--force"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "is a file, not a folder" in err, err
+        assert target.read_bytes() == before
+
+
+def test_merge_out_with_stray_run_files_needs_force(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a = _host_run(tmp_path, "host-a", "CPU A")
+    out = tmp_path / "m"
+    out.mkdir()
+    (out / "env.json").write_text('{"run_id": "someone else"}')
+    (out / "samples.csv").write_text("cell_id,iter,latency_ms\n")
+    assert main(["merge", str(a), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "env.json, samples.csv (no cells.csv)" in err and "--force" in err, err
+    assert (out / "env.json").read_text() == '{"run_id": "someone else"}'
+    assert main(["merge", str(a), "--out", str(out), "--force"]) == 0
+    assert len(load_run(out).cells) == 3
+
+
+def test_merge_never_writes_beside_files_it_did_not_write(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a = _host_run(tmp_path, "host-a", "CPU A")
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "README.md").write_text("my notes\n")
+    for out in (tmp_path / "m", tmp_path):  # a folder of notes; the folder holding the runs
+        assert main(["merge", str(a), "--out", str(out), "--force"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "holds files merge does not write" in err, err
+        assert not (out / "cells.csv").exists()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["merge", str(a), "--out", str(empty)]) == 0
+
+
+def test_merge_into_an_unwritable_folder_is_an_environment_problem(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import bench.results.writer as writer
+
+    a = _host_run(tmp_path, "host-a", "CPU A")
+    out = tmp_path / "m"
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(writer.tempfile, "mkstemp", refuse)
+    assert main(["merge", str(a), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Read-only file system" in err and str(out) in err, err
+
+
+def test_merge_prints_how_the_sources_machines_differ(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a, b = _host_run(tmp_path, "host-a", "CPU A"), _host_run(tmp_path, "host-b", "CPU B")
+    capsys.readouterr()
+    assert main(["merge", str(a), str(b), "--out", str(tmp_path / "m")]) == 0
+    out = capsys.readouterr().out
+    assert "cpu_model: CPU A -> CPU B" in out
+    assert out.index("cpu_model") < out.index("merged 2 runs")
