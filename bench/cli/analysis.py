@@ -3,8 +3,19 @@
 ``register`` adds their parsers and returns name -> handler for bench.cli. A
 run that cannot be read and a bad option value raise ``RunError``, a
 ``UsageError``: one line on stderr, exit code 2. Exit code 1 is kept
-for "the comparison found a regression" (with ``--fail-on-regression``), so CI
-can tell a slower build from a broken invocation.
+for "the comparison found a regression" (with ``--fail-on-regression``) and for a
+machine that refuses a write (``EnvironmentProblem``: a read-only or full disk),
+so CI can tell a slower build from a broken invocation.
+
+Before any table, ``compare``, ``baseline check``, ``report`` (of several runs) and
+``merge`` print how the machines of the runs differ (bench.analysis.fingerprint_diff),
+on stdout like the tables. A comparison across different hardware is labelled so
+(before the table and in its Markdown), and ``--fail-on-regression`` does not fail on
+it unless ``--allow-different-hardware``: a nightly that lands on another machine
+class would otherwise report the machine as a regression of the code.
+
+No output file may be one of an input run's own files (its tables, env.json,
+manifest.json): ``report --markdown RUN/cells.csv`` would destroy the run it reads.
 """
 
 from __future__ import annotations
@@ -15,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.cli.common import wide_console
-from bench.core.errors import RunError
+from bench.core.errors import EnvironmentProblem, RunError
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -30,6 +41,11 @@ REPORT_EXAMPLES = """examples:
 """
 MERGE_EXAMPLES = """example:
   python -m bench merge results/host-a results/host-b --out results/merged
+
+--out must be a new folder, an empty one, or one holding only files merge writes
+(cells.csv, cells.parquet, cells.json, samples.csv, env.json, manifest.json), which
+--force replaces. A folder holding anything else is refused, and so are source tables
+with columns this genbench does not know (merge would lose them).
 """
 BASELINE_EXAMPLES = """examples:
   python -m bench baseline save results/nightly            # NAME: this machine class
@@ -38,12 +54,60 @@ BASELINE_EXAMPLES = """examples:
 """
 
 
-def _write(path: Path, text: str) -> None:
+#: files of a run folder an output must never replace: the tables (bench.results.store) and the manifest
+RUN_FILES = ("cells.csv", "cells.parquet", "cells.json", "samples.csv", "env.json", "manifest.json")
+DIFFERENT_HARDWARE = "different hardware: BASE and NEW ran on different machines, so the ratios compare machines as well as code"
 
+
+def _write_error(path: Path | str, exc: OSError) -> Exception:
+    """An output that cannot be written: a path the user got wrong (a folder, a missing parent) is
+    bad input (RunError, exit 2); a machine that refuses (permission, read-only, full) is an
+    EnvironmentProblem (exit 1). Either is one line naming the path."""
+    message = f"cannot write {path}: {exc.strerror or exc}"
+    if isinstance(exc, IsADirectoryError | NotADirectoryError | FileNotFoundError):
+        return RunError(message)
+    return EnvironmentProblem(message)
+
+
+def _write(path: Path, text: str) -> None:
     try:
         Path(path).write_text(text, encoding="utf-8")
     except OSError as exc:
-        raise RunError(f"cannot write {path}: {exc.strerror or exc}") from None
+        raise _write_error(path, exc) from None
+
+
+def check_outputs(outputs: dict[str, Path | None], runs: list[Any]) -> None:
+    """Refuse an output that is one of an input run's own files, or two outputs naming one file.
+
+    ``outputs`` maps the flag (``--markdown``) to its path; paths are compared resolved, so
+    ``RUN/./cells.csv`` and a symlink to it are caught too.
+    """
+    own: dict[Path, str] = {}
+    for run in runs:
+        for name in RUN_FILES:
+            own.setdefault((Path(run.path) / name).resolve(), f"run {run.path}'s own {name}")
+    seen: dict[Path, str] = {}
+    for flag, path in outputs.items():
+        if path is None:
+            continue
+        resolved = Path(path).resolve()
+        if resolved in own:
+            raise RunError(f"{flag} {path} is {own[resolved]}: writing it would destroy that run")
+        if resolved in seen:
+            raise RunError(f"{seen[resolved]} and {flag} both name {path}")
+        seen[resolved] = flag
+
+
+def say_differences(base: Any, new: Any) -> list[str]:
+    """Print how the machines of runs ``base`` and ``new`` differ, under one heading; returns the lines."""
+    from bench.analysis.fingerprint_diff import fingerprint_differences
+
+    lines = fingerprint_differences(base.env, new.env)
+    if lines:
+        print(f"machine differences, {base.name} (BASE) -> {new.name} (NEW):")
+        for line in lines:
+            print(f"  {line}")
+    return lines
 
 
 # ------------------------------------------------------------------ compare
@@ -66,8 +130,13 @@ def _add_compare_options(p: argparse.ArgumentParser, default_threshold: str) -> 
     )
     p.add_argument("--csv", type=Path, metavar="FILE", help="write every verdict as CSV")
     p.add_argument(
-        "--fail-on-regression", action="store_true", help="exit with code 1 when any cell regressed"
-    )
+        "--fail-on-regression", action="store_true",
+        help="exit with code 1 when any cell regressed (not when BASE and NEW ran on different hardware)",
+    )  # fmt: skip
+    p.add_argument(
+        "--allow-different-hardware", action="store_true",
+        help="let --fail-on-regression fail even when the two runs' hardware differs",
+    )  # fmt: skip
 
 
 def _settings(args: argparse.Namespace) -> Any:
@@ -84,28 +153,58 @@ def _settings(args: argparse.Namespace) -> Any:
 
 
 def _compare_and_report(base: Any, new: Any, args: argparse.Namespace) -> int:
+    """Compare, print the machine differences and then the tables, write the files asked for; the exit code."""
     from bench.analysis.compare import compare_runs
+    from bench.analysis.fingerprint_diff import different_hardware
     from bench.render.compare import console_tables, to_csv, to_markdown
 
+    check_outputs({"--markdown": args.markdown, "--csv": args.csv}, [base, new])
     comparison = compare_runs(base, new, _settings(args))
+    differences = say_differences(base, new)
+    different = different_hardware(base.env, new.env)
+    stands_down = different and comparison.regressed and not args.allow_different_hardware
+    if different:
+        print(DIFFERENT_HARDWARE)
+        # The Markdown renderer prints Comparison.notes under its summary: the label and the lines go there.
+        label = f"**{DIFFERENT_HARDWARE}**"
+        if stands_down and args.fail_on_regression:
+            label += " (--fail-on-regression does not fail on it; --allow-different-hardware does)"
+        shown = [label, *(f"machine: {line}" for line in differences)]
+        comparison.notes = [*shown, *(n for n in comparison.notes if n not in shown)]
+    elif differences:
+        shown = [f"machine: {line}" for line in differences]
+        comparison.notes = [*shown, *(n for n in comparison.notes if n not in shown)]
+    else:
+        shown = []
     console = wide_console()
     for renderable in console_tables(comparison, console.width):
         console.print(renderable)
     for note in comparison.notes:
-        console.print(f"[yellow]note:[/] {note}")
+        if note not in shown:  # printed above the table already
+            console.print(f"[yellow]note:[/] {note}")
     if args.markdown is not None:
         _write(args.markdown, to_markdown(comparison))
     if args.csv is not None:
         try:
             to_csv(comparison, args.csv)
         except OSError as exc:
-            raise RunError(f"cannot write {args.csv}: {exc.strerror or exc}") from None
-    if comparison.regressed:
+            raise _write_error(args.csv, exc) from None
+    if not comparison.regressed:
+        return 0
+    if stands_down:
         console.print(
-            "[bold red]regression[/]"
-            + (": failing (--fail-on-regression)" if args.fail_on_regression else "")
+            "[bold red]regression[/], on different hardware"
+            + (
+                ": not failing, the hardware changed as well as the code (pass --allow-different-hardware to fail)"
+                if args.fail_on_regression
+                else ""
+            )
         )
-    return 1 if comparison.regressed and args.fail_on_regression else 0
+        return 0
+    console.print(
+        "[bold red]regression[/]" + (": failing (--fail-on-regression)" if args.fail_on_regression else "")
+    )
+    return 1 if args.fail_on_regression else 0
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -127,12 +226,15 @@ def cmd_report(args: argparse.Namespace) -> int:
         if why is not None:
             raise RunError(f"the HTML report draws its plots with matplotlib: {why}")
     runs = [load_run(p) for p in args.runs]
+    check_outputs({"--html": args.html, "--markdown": args.markdown}, runs)
+    for run in runs[1:]:
+        say_differences(runs[0], run)
     from bench.render.html import write_report
 
     try:
         report = write_report(runs, args.html, args.markdown)
     except OSError as exc:
-        raise RunError(f"cannot write the report: {exc.strerror or exc}: {exc.filename}") from None
+        raise _write_error(exc.filename or "the report", exc) from None
     written = " and ".join(str(p) for p in (args.html, args.markdown) if p is not None)
     print(
         f"wrote {written}: {len(report.sections)} models, {len(report.cells)} cells from {len(runs)} run(s)"
@@ -142,9 +244,12 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------ merge
 def cmd_merge(args: argparse.Namespace) -> int:
-    from bench.results.merge import merge_to
+    from bench.results.merge import load_sources, write_merged
 
-    merged = merge_to(args.runs, args.out, force=args.force)
+    runs = load_sources(args.runs, args.out, force=args.force)
+    for run in runs[1:]:
+        say_differences(runs[0], run)
+    merged = write_merged(runs, args.out)
     hosts = ", ".join(sorted({str(h) for h in merged.cells["host"].dropna()}))
     print(f"merged {len(args.runs)} runs ({len(merged.cells)} cells, hosts: {hosts}) into {args.out}")
     return 0
@@ -173,6 +278,7 @@ def cmd_baseline(args: argparse.Namespace) -> int:
         return 0
     # check
     run = load_run(args.run)
+    check_outputs({"--markdown": args.markdown, "--csv": args.csv}, [run])
     name, path = find_baseline(run, root=args.root, name=args.name)
     if path is None:
         message = (
@@ -224,8 +330,15 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Handler]:
         formatter_class=fmt,
     )
     p.add_argument("runs", type=Path, nargs="+", metavar="RUN", help="run folders (or their cells.csv)")
-    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder for the merged tables")
-    p.add_argument("--force", action="store_true", help="replace a run already in --out")
+    p.add_argument(
+        "--out", type=Path, required=True, metavar="DIR",
+        help="folder for the merged tables: new, empty, or holding only merge's own files (see below)",
+    )  # fmt: skip
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="replace a run (or merge's files left without one) already in --out",
+    )
 
     p = sub.add_parser(
         "baseline",
@@ -236,7 +349,9 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Handler]:
     actions = p.add_subparsers(dest="baseline_command", required=True, metavar="ACTION")
     save = actions.add_parser("save", help="copy a run's tables to ROOT/NAME")
     save.add_argument("run", type=Path, metavar="RUN")
-    save.add_argument("--name", help="baseline name (default: the run's machine class, e.g. cpu-amd-epyc-4t)")
+    save.add_argument(
+        "--name", help="baseline name (default: the run's machine class, e.g. cpu-amd-epyc-avx2-4t)"
+    )
     save.add_argument(
         "--root", type=Path, default=DEFAULT_ROOT, help=f"baselines folder (default: {DEFAULT_ROOT})"
     )
