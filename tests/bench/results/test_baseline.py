@@ -11,7 +11,7 @@ import pytest
 from bench.cli import main
 from bench.core.errors import RunError
 from bench.results.baseline import find_baseline, machine_class
-from bench.results.store import load_run
+from bench.results.store import TABLE_FILES, load_run
 from tests.bench.analysis.test_compare import recorded_run
 
 CLASS = "cpu-amd-epyc-1t"  # what recorded_run's env.json describes (no ISA recorded)
@@ -104,13 +104,7 @@ def test_save_then_check_same_code_passes_and_2x_fails(
     run = recorded_run(tmp_path / "nightly", "dcgan_tiny_fp32_base")
     assert main(["baseline", "save", str(run), "--root", str(root)]) == 0
     saved = root / CLASS
-    assert {p.name for p in saved.iterdir()} == {
-        "cells.csv",
-        "cells.parquet",
-        "cells.json",
-        "samples.csv",
-        "env.json",
-    }
+    assert {p.name for p in saved.iterdir()} == set(TABLE_FILES)  # every table the run has, copied
 
     same = recorded_run(tmp_path / "same", "dcgan_tiny_fp32_new")
     md = tmp_path / "summary.md"
