@@ -179,7 +179,7 @@ def _peak(device: Any, args: argparse.Namespace) -> int:
 
     console = wide_console()
     hw_id, threads = cache_key(device)
-    key = f"hw_id {hw_id}" + (f", {threads} threads" if threads else "")
+    key = f"hw_id {hw_id}" + (f", {threads} thread{'s' if threads > 1 else ''}" if threads else "")
     cached = None if args.refresh else usable_peak(device, device_name(device))
     if not args.json:
         if cached is not None:
@@ -187,7 +187,7 @@ def _peak(device: Any, args: argparse.Namespace) -> int:
         else:
             console.print(
                 f"measuring the peak of {device} ({key}): each rate until its best two windows agree "
-                f"within {100 * AGREE_WITHIN:.0f}%, on a quiet machine; a minute or two..."
+                f"within {100 * AGREE_WITHIN:.0f}%, on a quiet machine (seconds to minutes)..."
             )
     result = cached or measured_peak(device, refresh=True)
     if args.json:

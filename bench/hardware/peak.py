@@ -29,9 +29,10 @@ copy window re-times the copy). The rate kept is the best window once the second
 best is within ``AGREE_WITHIN`` (5%) of it; at least ``MIN_WINDOWS`` (3) windows
 are taken and at most ``MAX_WINDOWS`` (6). Measured here (fp32, best of 5 calls
 per window): windows at n = 512..2048 spread 1-4% on a quiet moment, and dipped
-to 150 of 185 GFLOP/s while a neighbour ran. Only the best two must agree, not
-any two: two windows that dip together under a neighbour agree with each other,
-and would keep the dip. A rate whose best two never agree is recorded with
+to 150 of 185 GFLOP/s while a neighbour ran; a whole ``bench peak --threads 1``
+settled in 3 windows per rate (fp32 96.4, 96.3, 99.7 GFLOP/s; copy within 1%)
+and took 6 s. Only the best two must agree, not any two: two windows that dip
+together under a neighbour agree with each other, and would keep the dip. A rate whose best two never agree is recorded with
 ``stable[rate] = False`` and the peak is not cached (``refusal``): a ceiling
 that cannot be reproduced is no ceiling.
 
@@ -39,11 +40,14 @@ Contention. The whole measurement is bracketed by
 ``bench.measure.contention.ContentionMeter`` (the cores are the torch threads on
 CPU; one host thread and NVML's other processes on the GPU), preceded by an idle
 look of ``PRECHECK_S`` so a busy machine is refused in half a second rather than
-after the minute a measurement takes. The reading is recorded in the result
+after the whole measurement. The reading is recorded in the result
 (``other_cores``, ``host_busy_pct``, ``steal_pct``, ``load_avg_1m``,
 ``gpu_other_procs``, ``contended``); a contended measurement is not cached.
 Where the kernel's counters cannot be read (not Linux) ``contended`` is None,
-unknown, and the peak is cached as measured.
+unknown, and the peak is cached as measured. On this project's shared 2-core
+machine a 2-thread ``bench peak`` was refused (others used 0.60 cores, and 2
+threads leave no spare core), while ``--threads 1`` beside the same neighbours
+was not (one core spare).
 
 Timing uses the project's timers (``bench.measure.clocks.timer_for``: perf_counter on
 CPU, CUDA events on GPU). Results are cached as JSON under ``$GENBENCH_CACHE_DIR``
@@ -156,7 +160,7 @@ class PeakResult:
         )
 
     def condition(self) -> str:
-        """How it was measured, in a phrase: 'stable, quiet (others used 0.02 cores ...)'."""
+        """How it was measured, in a phrase: 'stable, not contended (others used 0.02 cores ...)'."""
         if not self.stable:
             stability = "stability not recorded"
         elif self.unstable:
@@ -166,7 +170,9 @@ class PeakResult:
         if self.contended is None:
             quiet = "contention not recorded" if self.other_cores is None else "contention unknown"
         else:
-            quiet = ("contended" if self.contended else "quiet") + f" ({self.contention().describe()})"
+            quiet = (
+                "contended" if self.contended else "not contended"
+            ) + f" ({self.contention().describe()})"
         return f"{stability}, {quiet}"
 
 

@@ -128,8 +128,9 @@ def peak_table(result: Any, width: int) -> list[Any]:
     copy_note = "; ".join(filter(None, ["bytes read + written per second", _windows_note(result, COPY)]))
     rows.append(["copy", f"{num(result.copy_bytes_s / 1e9, 4)} GB/s", copy_note])
     hw = f", hw_id {result.hw_id}" if result.hw_id else ""
+    threads = "1 thread" if result.threads == 1 else f"{result.threads or 'all'} threads"
     title = (
-        f"measured peak: {result.device_name} ({result.device}, {result.threads or 'all'} threads{hw}, "
+        f"measured peak: {result.device_name} ({result.device}, {threads}{hw}, "
         f"torch {result.torch_version}, {result.measured_at})"
     )
     columns = [Column("what", fixed=True), Column.number("rate"), Column("note")]

@@ -118,7 +118,7 @@ def test_stable_quiet_peak_is_cached_under_hw_id_and_threads(
 ) -> None:
     first = peak.measured_peak("cpu", **quiet())
     hw_id, threads = peak.cache_key(CPU)
-    assert (first.hw_id, first.threads) == (hw_id, threads) == (first.hw_id, torch.get_num_threads())
+    assert (first.hw_id, first.threads) == (hw_id, threads) and threads == torch.get_num_threads()
     path = peak.cache_path(first.device_name, hw_id, threads)
     assert path.name == f"peak-{peak.slug(device_name(CPU))}-{hw_id}-{threads}t.json"
     assert peak_files(cache_in_tmp) == [path]
@@ -240,7 +240,7 @@ def test_peak_note_above_100_percent_names_the_peak_and_what_to_do() -> None:
     assert note.startswith(
         "pct_of_peak 170% is above the measured peak (fp32 0.178 TFLOP/s, measured 2026-12-01"
     )
-    assert "stable, quiet (others used 0.02 cores" in note and "bench peak --refresh" in note
+    assert "stable, not contended (others used 0.02 cores" in note and "bench peak --refresh" in note
     assert "bf16" in (peak.peak_note(_dated(), 170.0) or "")  # without the dtype: every rate
     old = peak.peak_note(_dated(windows={}, stable={}, other_cores=None, contended=None), 120.0)
     assert old is not None and "stability not recorded, contention not recorded" in old
@@ -275,17 +275,18 @@ def test_peak_command_says_when_it_measures_and_when_it_reuses(
     assert main(["peak", "--device", "cpu"]) == 0
     out = capsys.readouterr().out
     hw_id, threads = peak.cache_key(CPU)
-    assert out.startswith(f"measuring the peak of cpu (hw_id {hw_id}, {threads} threads)")
+    key = f"hw_id {hw_id}, {threads} thread{'s' if threads > 1 else ''}"
+    assert out.startswith(f"measuring the peak of cpu ({key})")
     assert "using the cached" not in out and "cached in" in out
-    assert "fp32" in out and "GB/s" in out and "skipped" in out and "3 windows" in out and "quiet" in out
+    assert (
+        "fp32" in out and "GB/s" in out and "skipped" in out and "3 windows" in out and "not contended" in out
+    )
     measured = peak.usable_peak(CPU, device_name(CPU))
     assert measured is not None
 
     assert main(["peak", "--device", "cpu"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith(
-        f"using the cached peak from {measured.date} (hw_id {hw_id}, {threads} threads); --refresh re-measures"
-    )
+    assert out.startswith(f"using the cached peak from {measured.date} ({key}); --refresh re-measures")
     assert "measuring the peak" not in out
     assert main(["peak", "--device", "cpu", "--json"]) == 0
     printed = json.loads(capsys.readouterr().out)
@@ -319,7 +320,7 @@ def test_peak_command_threads_sets_and_restores_torch_threads(
     monkeypatch.setattr(bench.cli.hardware, "_peak", spy)
     assert main(["peak", "--device", "cpu", "--threads", "1"]) == 0
     assert seen == [1] and torch.get_num_threads() == saved
-    assert "hw_id" in capsys.readouterr().out
+    assert ", 1 thread)" in capsys.readouterr().out
     assert main(["peak", "--device", "cpu", "--threads", "0"]) == 2
     assert "--threads must be at least 1" in capsys.readouterr().err
 
