@@ -2,12 +2,14 @@
 
 ``CellExecutor`` is the one thing the loop (``bench.harness.runner``) asks of a way
 of running cells: turn a planned ``Cell`` into a ``CellResult``, never raising for
-a cell that failed (only Ctrl-C and SystemExit pass through). ``InProcessExecutor``
-runs the cell in this process. A worker-process executor (isolation: a crash or a
-hang ends one cell, not the run) and a remote one (a Ray task on another machine)
-implement the same protocol; everything they need to rebuild the cell is in the
-cell's plan (model spec name and size, pipeline text, batch size) and the run's
-``RunConfig``, and what they send back is plain data.
+a cell that failed (only Ctrl-C passes through; a model's sys.exit() is an error
+row). ``InProcessExecutor`` runs the cell in this process (``--isolation none``, and
+the one cell of each worker process); ``bench.harness.isolation.ProcessExecutor``
+runs each cell in a worker process, so a crash or a hang ends one cell, not the
+run; a remote one (a Ray task on another machine) implements the same protocol.
+Everything they need to rebuild the cell is in the cell's plan (model spec name and
+size, pipeline text, batch size, repeat) and the run's ``RunConfig``, and what they
+send back is plain data.
 """
 
 from __future__ import annotations
