@@ -12,11 +12,18 @@ formats always hold the same numbers. Plots are drawn from each section's cells
 by bench.render.plots; nothing here imports matplotlib.
 
 PSNR is inf for bit-identical output: in tables it reads "exact".
+
+A cell's status reads "ok (noisy)" when its spread exceeds 10% of its median and
+"ok (contended)" when other processes shared its CPU or GPU while it was timed
+(``contended``, bench.measure.contention): its latency is partly the neighbour's.
+The report says how many cells were contended. Cells that did not run (``error``,
+``oom``, ``crashed``, ``timeout``, ``skipped``) are listed with their reasons.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +35,8 @@ from bench.core.numbers import fixed, num, psnr
 from bench.results.store import Run
 
 FP32_EAGER = "fp32"
+#: statuses of cells that were meant to run and did not: shown alike (bench.render.html styles them)
+FAILED_STATUSES = ("error", "oom", "crashed", "timeout")
 
 
 @dataclass
@@ -190,8 +199,9 @@ def details_table(model_cells: pd.DataFrame) -> Table:
     )
     for row in model_cells.sort_values(["device_label", "batch_size"], kind="stable").itertuples(index=False):
         status = str(row.status)
-        if status == "ok" and not pd.isna(row.noisy) and bool(row.noisy):
-            status = "ok (noisy)"
+        flags = [name for name in ("noisy", "contended") if _flagged(getattr(row, name))]
+        if status == "ok" and flags:
+            status = f"ok ({', '.join(flags)})"
         table.rows.append(
             [
                 str(row.device_label), str(row.pipeline), str(row.batch_size),
@@ -201,6 +211,18 @@ def details_table(model_cells: pd.DataFrame) -> Table:
             ]
         )  # fmt: skip
     return table
+
+
+def _flagged(value: Any) -> bool:
+    """True only for a measured True: an older run's empty ``contended`` is not a flag."""
+    return not pd.isna(value) and bool(value)
+
+
+def contended_count(cells: pd.DataFrame) -> int:
+    """How many cells shared their CPU or GPU with other processes while timed."""
+    if "contended" not in cells.columns:
+        return 0
+    return int(sum(_flagged(v) for v in cells["contended"]))
 
 
 def failures_table(cells: pd.DataFrame) -> Table:
@@ -235,10 +257,14 @@ def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]
 # ------------------------------------------------------------------ assembly
 def model_sections(cells: pd.DataFrame) -> list[Section]:
     """One section per (model, size), in the order the runs hold them."""
-    sections = []
+    sections: list[Section] = []
     for (model, size), group in cells.groupby(["model", "size"], sort=False):
         item = str(group["item"].dropna().iloc[0]) if group["item"].notna().any() else "item"
-        section = Section(title=f"{model} ({size})", anchor=f"model-{model}-{size}", cells=group, item=item)
+        anchor = _anchor(f"model-{model}-{size}")
+        taken = {s.anchor for s in sections}
+        if anchor in taken:  # two names that differ only in characters an id cannot hold
+            anchor = next(f"{anchor}-{i}" for i in range(2, len(taken) + 3) if f"{anchor}-{i}" not in taken)
+        section = Section(title=f"{model} ({size})", anchor=anchor, cells=group, item=item)
         section.tables += [throughput_table(group, item), details_table(group)]
         if group["energy_j_per_item"].notna().any():
             section.notes.append("energy per item is measured where the device reports power (NVML).")
@@ -248,6 +274,11 @@ def model_sections(cells: pd.DataFrame) -> list[Section]:
             )
         sections.append(section)
     return sections
+
+
+def _anchor(text: str) -> str:
+    """An HTML id from a model name a run folder supplies: letters, digits, '-' and '_' only."""
+    return re.sub(r"[^A-Za-z0-9_-]+", "-", text).strip("-") or "model"
 
 
 @dataclass
@@ -262,6 +293,19 @@ class Report:
     def title(self) -> str:
         devices = ordered(self.cells["device_label"])
         return "genbench report: " + " vs ".join(devices)
+
+    @property
+    def contended(self) -> int:
+        return contended_count(self.cells)
+
+    def contended_note(self) -> str:
+        """One sentence on the contended cells, or "" when there are none."""
+        if not self.contended:
+            return ""
+        return (
+            f"{self.contended} of {len(self.cells)} cells were contended: other processes shared the CPU or GPU "
+            "while they were timed, so their latencies are partly the neighbours' (status 'ok (contended)')."
+        )
 
 
 def build_report(runs: list[Run]) -> Report:

@@ -19,7 +19,7 @@ from bench.analysis.compare import PAIR_COLUMNS, Comparison
 from bench.analysis.matching import KEY
 from bench.analysis.verdict import VERDICTS
 from bench.core.numbers import num, psnr, ratio
-from bench.render.markdown import table_lines
+from bench.render.markdown import Markup, md_text, table_lines
 from bench.render.tables import Column, Notes, below, fit_table
 
 VERDICT_STYLE = {"regressed": "bold red", "improved": "green", "noisy": "yellow", "unchanged": "dim"}
@@ -134,14 +134,20 @@ PAIR_ALIGN = ["l", "l", "r", "r", "r", "r", "r", "l", "l"]
 
 
 def to_markdown(cmp: Comparison) -> str:
-    """GitHub-flavoured Markdown: for a CI job summary or a PR comment."""
+    """GitHub-flavoured Markdown: for a CI job summary or a PR comment.
+
+    Run names, device names, hosts, notes and reasons come from run folders: every one goes
+    through ``md_text`` (tables escape their cells), so none can inject HTML or break a table.
+    """
     status = "REGRESSION" if cmp.regressed else "no regression"
-    lines = [f"### genbench compare: {status}", "", _header(cmp), "", f"**{cmp.summary_line()}**", ""]
+    lines = [
+        f"### genbench compare: {status}", "", md_text(_header(cmp)), "", f"**{md_text(cmp.summary_line())}**", "",
+    ]  # fmt: skip
     if cmp.notes:
-        lines += [f"- {note}" for note in cmp.notes] + [""]
-    rows = []
+        lines += [f"- {md_text(note)}" for note in cmp.notes] + [""]
+    rows: list[list[object]] = []
     for row in _sorted(cmp.pairs).itertuples(index=False):
-        verdict = "**regressed**" if row.verdict == "regressed" else str(row.verdict)
+        verdict = Markup("**regressed**") if row.verdict == "regressed" else str(row.verdict)
         rows.append(
             [
                 _cell_name(row), str(row.device_name), num(row.p50_ms_base), num(row.p50_ms_new), _ratio_text(row),

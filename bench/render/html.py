@@ -2,6 +2,11 @@
 
 Self-contained means viewable offline: plots are PNGs embedded as base64 data
 URIs, styles are inline, nothing is fetched.
+
+Every value from a run folder (names, reasons, notes, environment) is escaped with
+``html.escape``, attributes included, so a host or device named ``<script>`` is text.
+Cells that did not run (error, oom, crashed, timeout) are styled alike; contended
+and noisy cells say so in their status, and the page says how many were contended.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ import datetime as dt
 import html
 from pathlib import Path
 
-from bench.analysis.report import Report, Table, build_report
+from bench.analysis.report import FAILED_STATUSES, Report, Table, build_report
 from bench.render.markdown import report_markdown
 from bench.render.plots import add_figures
 from bench.results.store import Run
@@ -30,8 +35,17 @@ figure { margin: .6rem 0 1.2rem; } figure img { max-width: 100%; border: 1px sol
 figcaption { font-size: .78rem; color: #5a6570; }
 .meta, .note { color: #5a6570; font-size: .85rem; }
 nav a { margin-right: 1rem; }
-.status-error, .status-oom { color: #b3261e; font-weight: 600; } .status-skipped { color: #8a6d00; }
+.status-failed { color: #b3261e; font-weight: 600; } .status-skipped { color: #8a6d00; }
+.status-flagged { color: #8a6d00; } .warning { color: #8a6d00; font-weight: 600; }
 """
+
+
+def _status_class(value: str) -> list[str]:
+    if value in FAILED_STATUSES:
+        return ["status-failed"]
+    if value == "skipped":
+        return ["status-skipped"]
+    return ["status-flagged"] if value.startswith("ok (") else []
 
 
 def _html_table(table: Table, heading: str | None = "h3") -> str:
@@ -41,8 +55,8 @@ def _html_table(table: Table, heading: str | None = "h3") -> str:
         tds = []
         for value, align, header in zip(row, table.align, table.headers, strict=True):
             cls = ["r"] if align == "r" else []
-            if header == "status" and value in ("error", "oom", "skipped"):
-                cls.append(f"status-{value}")
+            if header == "status":
+                cls += _status_class(value)
             attr = f' class="{" ".join(cls)}"' if cls else ""
             tds.append(f"<td{attr}>{html.escape(value)}</td>")
         body.append("<tr>" + "".join(tds) + "</tr>")
@@ -68,11 +82,13 @@ def to_html(report: Report) -> str:
         + f"; {len(report.cells)} cells, {int((report.cells['status'] != 'ok').sum())} did not run; "
         + f"generated {dt.datetime.now(dt.UTC).isoformat(timespec='seconds')}</p>",
         "<nav>"
-        + "".join(f'<a href="#{s.anchor}">{html.escape(s.title)}</a>' for s in report.sections)
+        + "".join(f'<a href="#{html.escape(s.anchor)}">{html.escape(s.title)}</a>' for s in report.sections)
         + '<a href="#failures">cells that did not run</a><a href="#environment">environment</a></nav>',
     ]
+    if report.contended_note():
+        parts.append(f'<p class="warning">{html.escape(report.contended_note())}</p>')
     for section in report.sections:
-        parts.append(f'<h2 id="{section.anchor}">{html.escape(section.title)}</h2>')
+        parts.append(f'<h2 id="{html.escape(section.anchor)}">{html.escape(section.title)}</h2>')
         parts += [_html_table(t) for t in section.tables]
         for note in section.notes:
             parts.append(f'<p class="note">{html.escape(note)}</p>')

@@ -152,8 +152,9 @@ def test_speedup_is_against_fp32_on_the_same_device(tmp_path: Path) -> None:
     assert math.isnan(cells.loc[("Test CPU", "fp16", 1), "speedup"])
     md = report_markdown(report)
     assert "| fp16 | 1 | skipped |" in md  # the CPU column says why there is no number
-    assert (
-        "| dcgan | tiny | Test GPU | compile | 1 | error | RuntimeError: <inductor> failed & gave up |" in md
+    assert (  # the reason as text: Markdown renders HTML, so < and & are entities (bench.render.markdown)
+        "| dcgan | tiny | Test GPU | compile | 1 | error | RuntimeError: &lt;inductor> failed &amp; gave up |"
+        in md
     )
 
 
@@ -218,3 +219,38 @@ def test_missing_matplotlib_says_how_to_install_it_for_this_checkout(
     assert err.count("\n") == 1 and "matplotlib is not installed" in err
     assert 'pip install -e ".[report]"' in err  # the tests run from a git checkout
     assert not (tmp_path / "r.html").exists()
+
+
+def test_contended_cells_are_marked_like_noisy_ones_and_counted(tmp_path: Path) -> None:
+    rows = [
+        cell(0, run_id="r", noisy=True),
+        cell(1, run_id="r", batch_size=4, contended=True),
+        cell(2, run_id="r", pipeline="bf16", precision="bf16", noisy=True, contended=True),
+        cell(3, run_id="r", pipeline="compile", contended=None),  # an older run: not measured
+    ]
+    samples = {i: lognormal(20, 5.0, 0.02, i) for i in range(4)}
+    report = build_report([load_run(make_run(tmp_path / "r", rows, samples, _env("h", "r")))])
+    statuses = {(r[1], r[2]): r[-1] for r in report.sections[0].tables[1].rows}
+    assert statuses[("fp32", "1")] == "ok (noisy)"
+    assert statuses[("fp32", "4")] == "ok (contended)"
+    assert statuses[("bf16", "1")] == "ok (noisy, contended)"
+    assert statuses[("compile", "1")] == "ok"
+    assert report.contended == 2
+    assert report.contended_note().startswith("2 of 4 cells were contended")
+    md = report_markdown(report)
+    assert "2 of 4 cells were contended" in md and "| ok (contended) |" in md
+
+
+@pytest.mark.parametrize("status", ["crashed", "timeout"])
+def test_crashed_and_timeout_cells_are_listed_like_error(tmp_path: Path, status: str) -> None:
+    rows = [
+        cell(0, run_id="r"),
+        cell(1, run_id="r", pipeline="compile", status=status, reason=f"worker {status}"),
+        cell(2, run_id="r", pipeline="int8", status="error", reason="boom"),
+    ]
+    run = load_run(make_run(tmp_path / "r", rows, {0: lognormal(20, 5.0, 0.02, 0)}, _env("h", "r")))
+    report = build_report([run])
+    failures = {r[3]: (r[5], r[6]) for r in report.failures.rows}
+    assert failures == {"compile": (status, f"worker {status}"), "int8": ("error", "boom")}
+    throughput = {r[0]: r[2] for r in report.sections[0].tables[0].rows}
+    assert throughput["compile"] == status and throughput["int8"] == "error"
