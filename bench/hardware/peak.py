@@ -278,18 +278,24 @@ def _read(path: Path) -> PeakResult | None:
 def read_cached(name: str, hw_id: str | None = None, threads: int | None = None) -> PeakResult | None:
     """The cached peak of the device called ``name`` (a run's device_name), or None.
 
-    With ``hw_id`` (and ``threads``): the one measured on that hardware with that
-    thread count. Without: the newest of that name on any hardware, for a projection
-    of a run whose machine may not be this one (bench.analysis.source warns when its
-    thread count differs); narrowed to ``threads`` when given.
+    With ``hw_id`` and ``threads``: the one measured on that hardware with that thread
+    count (its file). Otherwise the newest of that name, narrowed to ``hw_id`` and to
+    ``threads`` where given: a projection of a run whose machine may not be this one
+    (bench.analysis.source warns when the thread count differs).
     """
-    if hw_id is not None:
-        cached = _read(cache_path(name, hw_id, threads or 0))
-        if cached is None or cached.device_name != name or cached.hw_id != hw_id:
+    if hw_id is not None and threads is not None:
+        cached = _read(cache_path(name, hw_id, threads))
+        if cached is None or (cached.device_name, cached.hw_id, cached.threads) != (name, hw_id, threads):
             return None
-        return cached if threads is None or cached.threads == threads else None
-    found = [p for p in map(_read, sorted(cache_dir().glob("peak-*.json"))) if p is not None]
-    found = [p for p in found if p.device_name == name and (threads is None or p.threads == threads)]
+        return cached
+    found = [
+        p
+        for p in map(_read, sorted(cache_dir().glob("peak-*.json")))
+        if p is not None
+        and p.device_name == name
+        and (hw_id is None or p.hw_id == hw_id)
+        and (threads is None or p.threads == threads)
+    ]
     return max(found, key=lambda p: p.measured_at) if found else None
 
 

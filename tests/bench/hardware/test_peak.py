@@ -148,6 +148,8 @@ def test_peak_of_other_hardware_or_threads_is_not_used(cache_in_tmp: Path) -> No
     peak.write_cache(dataclasses.replace(first, threads=first.threads + 7))
     assert peak.usable_peak(CPU, first.device_name) is None  # measured with another thread count
     assert peak.read_cached(first.device_name, threads=first.threads + 7) is not None
+    assert peak.read_cached(first.device_name, hw_id=first.hw_id) is not None  # any thread count
+    assert peak.read_cached(first.device_name, hw_id=first.hw_id, threads=first.threads) is None
     assert data["hw_id"] == "0123456789ab"
 
 
