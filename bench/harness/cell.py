@@ -26,7 +26,7 @@ import torch
 from bench.core.artifact import Artifact, TorchArtifact, present_inputs
 from bench.core.device import Device, synchronize
 from bench.core.text import one_line
-from bench.hardware.peak import PeakResult
+from bench.hardware.peak import PeakResult, peak_note
 from bench.harness.plan import Cell
 from bench.harness.reference import Reference, References
 from bench.harness.result import BuildResult, CellIdentity, CellOutcome, CellResult, Throughput
@@ -140,12 +140,20 @@ def measure_cell(
         watch.timed_end()
         energy = watch.measure_energy(timed, cell.batch_size)
     latency = summarize(sampled.latencies_ms)
+    throughput = Throughput.of(
+        cell.batch_size, latency.p50, work.gflops_per_item, artifact.precision, tools.peak
+    )
     through_torch = runtime.allocates_through_torch  # else its memory is nvml_process_mem_mb's
     notes = [*artifact.notes, f"stop={sampled.stop_reason}", *([work_note] if work_note else [])]
     if energy is not None:
         notes.append(energy.note())
     if contention.contended:
         notes.append(f"contended: {contention.describe()}")
+    above = peak_note(
+        tools.peak, throughput.pct_of_peak, throughput.peak_dtype(artifact.precision, tools.peak)
+    )
+    if above is not None:
+        notes.append(above)
     return CellResult(
         identity=identity,
         outcome=CellOutcome("ok", notes="; ".join(notes)),
@@ -154,9 +162,7 @@ def measure_cell(
         ),
         latency=latency,
         contention=contention,
-        throughput=Throughput.of(
-            cell.batch_size, latency.p50, work.gflops_per_item, artifact.precision, tools.peak
-        ),
+        throughput=throughput,
         transfers=transfers,
         footprint=Footprint(
             peak_host_rss_mb=rss.peak_mb,

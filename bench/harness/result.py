@@ -106,6 +106,11 @@ class Throughput(RowPart):
         achieved = gflops_per_item * items_s
         return cls(items_s, achieved, pct_of_peak(peak, precision, achieved * 1e9))
 
+    @staticmethod
+    def peak_dtype(precision: str, peak: PeakResult | None) -> str | None:
+        """The measured rate ``pct_of_peak`` divides by for ``precision`` (None without a peak)."""
+        return peak_key(precision, has_tf32="tf32" in peak.flops) if peak is not None else None
+
 
 def pct_of_peak(peak: PeakResult | None, precision: str, achieved_flops_s: float) -> float:
     """The achieved rate as a % of the measured GEMM peak that bounds ``precision`` (NaN without one)."""

@@ -29,7 +29,7 @@ def test_every_model_runs_fp32_bf16_channels_last(run_matrix, model: str) -> Non
     assert 20 < bf16["psnr_db"] < 80 and bf16["cosine"] > 0.99
     assert frame.iloc[2]["psnr_db"] > 60  # same math, other memory order
     for row in frame.itertuples():
-        assert row.n_samples >= 3
+        assert row.n_samples >= 1  # the budget bounds sampling: on a busy machine one call can spend it
         assert row.latency_ms_min <= row.latency_ms_p50 <= row.latency_ms_p90 <= row.latency_ms_p99
         assert row.throughput_items_s == pytest.approx(2 / (row.latency_ms_p50 / 1e3))
         assert row.gflops_per_item > 0 and row.achieved_gflops > 0
@@ -106,27 +106,28 @@ def test_the_reference_module_is_not_mutated_by_passes(tmp_path) -> None:
 
 
 def test_pct_of_peak_uses_the_cached_peak_of_the_rows_precision(run_matrix, tmp_path, monkeypatch) -> None:
-    import json
-
     from bench.core.device import device_name
-    from bench.hardware.peak import CACHE_VERSION, cache_path
+    from bench.hardware.peak import PeakResult, cache_key, write_cache
 
     monkeypatch.setenv("GENBENCH_CACHE_DIR", str(tmp_path / "cache"))
     frame = run_matrix(models=("dcgan",), pipelines=("fp32", "bf16"), batch_sizes=(2,))
     assert frame["pct_of_peak"].isna().all()  # no cached peak: nothing invented
 
-    path = cache_path(device_name(Device("cpu")))
-    path.parent.mkdir(parents=True)
-    peak = {
-        "cache_version": CACHE_VERSION, "device": "cpu", "device_name": device_name(Device("cpu")), "kind": "cpu",
-        "measured_at": "now", "torch_version": torch.__version__, "threads": torch.get_num_threads(),
-        "memory_bytes": 1, "flops": {"fp32": 100e9, "bf16": 1e9}, "skipped": {}, "copy_bytes_s": 1e10, "details": [],
-    }  # fmt: skip
-    path.write_text(json.dumps(peak))
+    hw_id, threads = cache_key(Device("cpu"))
+    write_cache(
+        PeakResult(
+            device="cpu", device_name=device_name(Device("cpu")), kind="cpu", measured_at="now",
+            torch_version=torch.__version__, threads=threads, memory_bytes=1, flops={"fp32": 100e9, "bf16": 1e9},
+            skipped={}, copy_bytes_s=1e10, hw_id=hw_id,
+        )
+    )  # fmt: skip
     frame = run_matrix(models=("dcgan",), pipelines=("fp32", "bf16"), batch_sizes=(2,))
     fp32, bf16 = frame.iloc[0], frame.iloc[1]
     assert fp32["pct_of_peak"] == pytest.approx(fp32["achieved_gflops"] / 100 * 100)
     assert bf16["pct_of_peak"] == pytest.approx(bf16["achieved_gflops"] / 1 * 100)
+    # bf16 above its 1 GFLOP/s "peak": the row says the peak is the suspect, not the machine
+    assert bf16["pct_of_peak"] > 100 and "is above the measured peak (bf16" in bf16["notes"]
+    assert fp32["pct_of_peak"] > 100 or "above the measured peak" not in fp32["notes"]
 
 
 def test_default_matrix_leaves_out_emulated_precisions_but_explicit_requests_run() -> None:
