@@ -110,8 +110,8 @@ def console_tables(cmp: Comparison, width: int = 140) -> list[Any]:
         )  # fmt: skip
     title = _header(cmp) + (f"; on {devices[0]}" if one_device else "")
     table, left_out = fit_table(
-        columns, rows, width, elsewhere=CSV_HINT, title=title, title_justify="left",
-        caption=cmp.summary_line(), caption_justify="left",
+        columns, rows, width, elsewhere=CSV_HINT, title=Text(title), title_justify="left",
+        caption=Text(cmp.summary_line()), caption_justify="left",
     )  # fmt: skip
     out: list[Any] = [table, *below(*notes.lines(), left_out)]
     one_sided = _one_sided(cmp, runtime=False)
