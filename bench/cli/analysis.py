@@ -176,12 +176,14 @@ def _compare_and_report(base: Any, new: Any, args: argparse.Namespace) -> int:
         comparison.notes = [*shown, *(n for n in comparison.notes if n not in shown)]
     else:
         shown = []
+    from rich.markup import escape
+
     console = wide_console()
     for renderable in console_tables(comparison, console.width):
         console.print(renderable)
     for note in comparison.notes:
         if note not in shown:  # printed above the table already
-            console.print(f"[yellow]note:[/] {note}")
+            console.print(f"[yellow]note:[/] {escape(note)}")  # notes carry run names: never markup
     if args.markdown is not None:
         _write(args.markdown, to_markdown(comparison))
     if args.csv is not None:
