@@ -4,6 +4,12 @@
 cells.parquet, cells.json, samples.csv, env.json), so a baseline is read by the
 same code as any run, and git shows what changed when one is replaced. NAME
 defaults to the run's machine class (``bench.results.machine_class``).
+
+A baseline is what every later night is judged against, so a run whose cells
+shared the machine with other processes (``contended``, bench.measure.contention)
+is refused: its latencies are partly the neighbour's, and a baseline that is too
+slow hides real regressions for as long as it stays committed. Rows of older runs
+have ``contended`` empty (not measured), which is not a refusal.
 """
 
 from __future__ import annotations
@@ -16,8 +22,8 @@ from bench.results.machine_class import DEFAULT_ROOT, NIGHTLY_THRESHOLD, check_n
 from bench.results.store import TABLE_FILES, Run, load_run
 
 __all__ = [
-    "DEFAULT_ROOT", "NIGHTLY_THRESHOLD", "baseline_dir", "find_baseline", "list_baselines", "machine_class",
-    "save_baseline",
+    "DEFAULT_ROOT", "NIGHTLY_THRESHOLD", "baseline_dir", "contended_cells", "find_baseline", "list_baselines",
+    "machine_class", "save_baseline",
 ]  # fmt: skip
 
 
@@ -25,13 +31,35 @@ def baseline_dir(root: Path, name: str) -> Path:
     return Path(root) / check_name(name)
 
 
+def contended_cells(run: Run) -> int:
+    """How many of the run's cells shared their CPU or GPU with another process while timed."""
+    if "contended" not in run.cells.columns:
+        return 0
+    return int(run.cells["contended"].astype("boolean").fillna(False).astype(bool).sum())
+
+
 def save_baseline(
-    run_path: Path, *, root: Path = DEFAULT_ROOT, name: str | None = None, force: bool = False
+    run_path: Path,
+    *,
+    root: Path = DEFAULT_ROOT,
+    name: str | None = None,
+    force: bool = False,
+    allow_contended: bool = False,
 ) -> Path:
-    """Copy a run's tables to ``root/NAME``; refuses to replace a baseline unless ``force``."""
+    """Copy a run's tables to ``root/NAME``.
+
+    Refuses to replace a baseline unless ``force``, and to save a run with contended
+    cells unless ``force`` or ``allow_contended`` (module docstring).
+    """
     run = load_run(run_path)  # a baseline must be readable: check before copying
     name = check_name(name if name is not None else machine_class(run.env))
     dest = baseline_dir(root, name)
+    contended = contended_cells(run)
+    if contended and not (force or allow_contended):
+        raise RunError(
+            f"{contended} of {len(run.cells)} cells were contended (other processes shared the CPU or GPU "
+            f"while they were timed) in {run.path}; re-run on a quiet machine or pass --force"
+        )
     if (dest / "cells.csv").exists() and not force:
         raise RunError(f"baseline {dest} exists; pass --force to replace it")
     dest.mkdir(parents=True, exist_ok=True)

@@ -117,9 +117,11 @@ def test_save_then_check_same_code_passes_and_2x_fails(
         "--markdown",
         str(md),
         "--fail-on-regression",
+        "--threshold",
+        "5%",  # as the nightly checks (noxfile): 25% on top of the drift allowance would pass a 2x
     ]
     assert main(argv) == 0
-    assert "no regression" in md.read_text() and "threshold 25%" in md.read_text()
+    assert "no regression" in md.read_text() and "threshold 5%" in md.read_text()
 
     slow = recorded_run(tmp_path / "slow", "dcgan_tiny_fp32_new", scale=2.0)
     argv = [
@@ -131,6 +133,8 @@ def test_save_then_check_same_code_passes_and_2x_fails(
         "--markdown",
         str(md),
         "--fail-on-regression",
+        "--threshold",
+        "5%",
     ]
     assert main(argv) == 1
     assert md.read_text().startswith("### genbench compare: REGRESSION")
@@ -169,3 +173,48 @@ def test_bad_baseline_name_is_one_line(name: str, tmp_path: Path, capsys: pytest
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "baseline name" in err
     assert not (tmp_path / "b").exists() or not any((tmp_path / "b").iterdir())
+
+
+# ------------------------------------------------------------------ contended runs are not baselines
+def _run_with_contention(folder: Path, contended: list[bool | None]) -> Path:
+    from tests.bench.analysis.test_compare import cell, lognormal, make_run
+
+    rows = [
+        cell(
+            i,
+            batch_size=i + 1,
+            contended=flag,
+            host_busy_pct=None if flag is None else (48.0 if flag else 1.0),
+        )
+        for i, flag in enumerate(contended)
+    ]
+    return make_run(folder, rows, {i: lognormal(30, 1.0, 0.02, i) for i in range(len(rows))})
+
+
+def test_save_refuses_a_contended_run_unless_forced(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bench.results.baseline import save_baseline
+
+    root = tmp_path / "baselines"
+    run = _run_with_contention(tmp_path / "busy", [False, True, False])
+    capsys.readouterr()
+    assert main(["baseline", "save", str(run), "--root", str(root), "--name", "ci-box"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "1 of 3 cells were contended" in err, err
+    assert "re-run on a quiet machine or pass --force" in err
+    assert not (root / "ci-box").exists()  # refused before anything was copied
+    assert main(["baseline", "save", str(run), "--root", str(root), "--name", "ci-box", "--force"]) == 0
+    assert (root / "ci-box" / "cells.csv").is_file()
+    dest = save_baseline(run, root=root, name="other", allow_contended=True)
+    assert (dest / "cells.csv").is_file()
+
+
+def test_save_accepts_quiet_runs_and_runs_that_did_not_measure_contention(tmp_path: Path) -> None:
+    from bench.results.baseline import contended_cells, save_baseline
+
+    quiet = _run_with_contention(tmp_path / "quiet", [False, False])
+    older = _run_with_contention(tmp_path / "older", [None, None])  # before the meter: empty, unknown
+    assert contended_cells(load_run(quiet)) == 0 and contended_cells(load_run(older)) == 0
+    for run in (quiet, older):
+        assert (save_baseline(run, root=tmp_path / "b", name=run.name) / "cells.csv").is_file()
