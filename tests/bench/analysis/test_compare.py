@@ -1,8 +1,10 @@
 """compare: the verdict statistics on known shifts, matching, PSNR and status regressions, outputs, bad input.
 
-Also the nightly's noise guard on *recorded* samples (tests/bench/data): two
+Also the nightly's noise guard on *recorded* samples (tests/bench/analysis/data): two
 nightly recordings of the same code must not read as a regression, and the same
-samples scaled by 2 must.
+samples scaled by 2 must. The synthetic runs here have no run-to-run drift (one
+lognormal per cell), so tests about the threshold or the floor turn the drift
+allowance off; tests/bench/analysis/test_drift.py judges it on real runs.
 """
 
 from __future__ import annotations
@@ -169,16 +171,24 @@ def test_parse_threshold_refuses(text: str) -> None:
 
 # ------------------------------------------------------------------ recorded samples (the nightly's noise guard)
 def test_recorded_same_code_is_not_a_regression_and_2x_is(tmp_path: Path) -> None:
-    """Two nightly recordings of the same code (3 single-threaded runs each, dcgan tiny fp32 b1/b4)."""
+    """Two nightly recordings of the same code (3 single-threaded runs each, dcgan tiny fp32 b1/b4).
+
+    At the 5% threshold the nightly passes (noxfile): with 3 repeats a side the drift allowance is
+    x1.60, so the bar is 1.05 x 1.60 = 1.68. At NIGHTLY_THRESHOLD (25%) it would be 2.0 and a 2x
+    slowdown would read noisy, which is why the nightly no longer uses it.
+    """
     base = load_run(recorded_run(tmp_path / "base", "dcgan_tiny_fp32_base"))
     same = load_run(recorded_run(tmp_path / "same", "dcgan_tiny_fp32_new"))
     slow = load_run(recorded_run(tmp_path / "slow", "dcgan_tiny_fp32_new", scale=2.0))
-    settings = Settings(threshold=NIGHTLY_THRESHOLD)
+    settings = Settings(threshold=0.05)
     verdicts = compare_runs(base, same, settings).pairs["verdict"]
     assert len(verdicts) == 2 and set(verdicts) <= {"unchanged", "noisy"}, verdicts.tolist()
     slowed = compare_runs(base, slow, settings)
     assert slowed.pairs["verdict"].tolist() == ["regressed", "regressed"], slowed.pairs["why"].tolist()
     assert slowed.pairs["latency_ratio"].between(1.6, 2.5).all()
+    assert slowed.pairs["drift_allowance"].round(2).tolist() == [0.6, 0.6]
+    wider = compare_runs(base, slow, Settings(threshold=NIGHTLY_THRESHOLD)).pairs
+    assert wider["verdict"].tolist() == ["noisy", "noisy"], wider["why"].tolist()
 
 
 # ------------------------------------------------------------------ whole runs
@@ -250,7 +260,7 @@ def test_one_sided_cells_are_listed_not_dropped(tmp_path: Path, capsys: pytest.C
 
 
 def test_exit_code_1_only_with_fail_on_regression(tmp_path: Path) -> None:
-    base, new = _two_runs(tmp_path, new_scale=2.0)
+    base, new = _two_runs(tmp_path, new_scale=3.0)  # beyond the x2.25 drift allowance of single runs
     md = tmp_path / "summary.md"
     assert main(["compare", str(base), str(new)]) == 0
     assert main(["compare", str(base), str(new), "--fail-on-regression", "--markdown", str(md)]) == 1
@@ -262,8 +272,8 @@ def test_exit_code_1_only_with_fail_on_regression(tmp_path: Path) -> None:
 
 def test_threshold_changes_the_verdict(tmp_path: Path) -> None:
     base, new = _two_runs(tmp_path, new_scale=1.15)
-    cmp5 = compare_runs(load_run(base), load_run(new), Settings(threshold=0.05))
-    cmp50 = compare_runs(load_run(base), load_run(new), Settings(threshold=0.5))
+    cmp5 = compare_runs(load_run(base), load_run(new), Settings(threshold=0.05, drift_allowance=False))
+    cmp50 = compare_runs(load_run(base), load_run(new), Settings(threshold=0.5, drift_allowance=False))
     assert set(cmp5.pairs["verdict"]) == {"regressed"}
     assert set(cmp50.pairs["verdict"]) == {"unchanged"}
     assert "REGRESSION" in to_markdown(cmp5) and "no regression" in to_markdown(cmp50)
@@ -271,8 +281,8 @@ def test_threshold_changes_the_verdict(tmp_path: Path) -> None:
 
 def test_an_absolute_floor_keeps_small_millisecond_changes_unchanged(tmp_path: Path) -> None:
     base, new = _two_runs(tmp_path, new_scale=1.15)  # 10 ms -> 11.5 ms
-    above = compare_runs(load_run(base), load_run(new), Settings(min_change_ms=1.0))
-    below = compare_runs(load_run(base), load_run(new), Settings(min_change_ms=2.0))
+    above = compare_runs(load_run(base), load_run(new), Settings(min_change_ms=1.0, drift_allowance=False))
+    below = compare_runs(load_run(base), load_run(new), Settings(min_change_ms=2.0, drift_allowance=False))
     assert set(above.pairs["verdict"]) == {"regressed"}
     assert set(below.pairs["verdict"]) == {"unchanged"}
     assert below.pairs["why"].str.contains("within the 2 ms floor").all()
