@@ -137,6 +137,11 @@ def _add_compare_options(p: argparse.ArgumentParser, default_threshold: str) -> 
         "--allow-different-hardware", action="store_true",
         help="let --fail-on-regression fail even when the two runs' hardware differs",
     )  # fmt: skip
+    p.add_argument(
+        "--no-drift-allowance", action="store_false", dest="drift_allowance",
+        help="judge by the bootstrap interval alone, without the measured run-to-run drift allowance "
+        "(for a quiet, dedicated machine; see bench/analysis/verdict.py)",
+    )  # fmt: skip
 
 
 def _settings(args: argparse.Namespace) -> Any:
@@ -147,6 +152,7 @@ def _settings(args: argparse.Namespace) -> Any:
             threshold=parse_threshold(args.threshold),
             max_psnr_drop_db=args.max_psnr_drop,
             min_change_ms=args.min_change_ms,
+            drift_allowance=args.drift_allowance,
         )
     except ValueError as exc:
         raise RunError(str(exc)) from None
@@ -263,7 +269,9 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     from bench.results.store import load_run
 
     if args.baseline_command == "save":
-        dest = save_baseline(args.run, root=args.root, name=args.name, force=args.force)
+        dest = save_baseline(
+            args.run, root=args.root, name=args.name, force=args.force, allow_contended=args.allow_contended
+        )
         print(f"saved baseline {dest}: commit it to make it the reference for this machine class")
         return 0
     if args.baseline_command == "list":
@@ -357,7 +365,14 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Handler]:
     save.add_argument(
         "--root", type=Path, default=DEFAULT_ROOT, help=f"baselines folder (default: {DEFAULT_ROOT})"
     )
-    save.add_argument("--force", action="store_true", help="replace an existing baseline of that name")
+    save.add_argument(
+        "--force", action="store_true",
+        help="replace an existing baseline of that name (and save a run with contended cells)",
+    )  # fmt: skip
+    save.add_argument(
+        "--allow-contended", action="store_true",
+        help="save a run although some cells shared the machine while timed (without replacing a baseline)",
+    )  # fmt: skip
     check = actions.add_parser("check", help="compare a run against the baseline of its machine class")
     check.add_argument("run", type=Path, metavar="RUN")
     check.add_argument("--name", help="baseline name (default: the run's machine class)")

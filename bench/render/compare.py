@@ -22,7 +22,9 @@ from bench.core.numbers import num, psnr, ratio
 from bench.render.markdown import Markup, md_text, table_lines
 from bench.render.tables import Column, Notes, below, fit_table
 
-VERDICT_STYLE = {"regressed": "bold red", "improved": "green", "noisy": "yellow", "unchanged": "dim"}
+VERDICT_STYLE = {
+    "regressed": "bold red", "contended": "magenta", "improved": "green", "noisy": "yellow", "unchanged": "dim",
+}  # fmt: skip
 ORDER = {verdict: rank for rank, verdict in enumerate(VERDICTS)}
 CSV_HINT = "--csv FILE writes every column"
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from bench.core.errors import RunError
+from bench.core.errors import EnvironmentProblem, RunError
 from bench.results.machine_class import DEFAULT_ROOT, NIGHTLY_THRESHOLD, check_name, machine_class
 from bench.results.store import TABLE_FILES, Run, load_run
 
@@ -54,22 +54,28 @@ def save_baseline(
     run = load_run(run_path)  # a baseline must be readable: check before copying
     name = check_name(name if name is not None else machine_class(run.env))
     dest = baseline_dir(root, name)
+    if dest.resolve() == run.path.resolve():
+        raise RunError(f"{run.path} is already the baseline {name!r} under {root}: nothing to save")
     contended = contended_cells(run)
     if contended and not (force or allow_contended):
         raise RunError(
             f"{contended} of {len(run.cells)} cells were contended (other processes shared the CPU or GPU "
-            f"while they were timed) in {run.path}; re-run on a quiet machine or pass --force"
+            f"while they were timed) in {run.path}; re-run on a quiet machine or pass --force "
+            "(or --allow-contended to keep a baseline's refusal to be replaced)"
         )
     if (dest / "cells.csv").exists() and not force:
         raise RunError(f"baseline {dest} exists; pass --force to replace it")
-    dest.mkdir(parents=True, exist_ok=True)
-    for file in TABLE_FILES:
-        target = dest / file
-        source = run.path / file
-        if source.is_file():
-            shutil.copyfile(source, target)
-        elif target.exists():
-            target.unlink()  # a stale table from the baseline being replaced
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+        for file in TABLE_FILES:
+            target = dest / file
+            source = run.path / file
+            if source.is_file():
+                shutil.copyfile(source, target)
+            elif target.exists():
+                target.unlink()  # a stale table from the baseline being replaced
+    except OSError as exc:
+        raise EnvironmentProblem(f"cannot write the baseline {dest}: {exc.strerror or exc}") from None
     return dest
 
 
