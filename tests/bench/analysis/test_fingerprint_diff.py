@@ -70,7 +70,7 @@ def test_committed_avx2_and_avx512_runs_are_different_hardware() -> None:
 
 
 def test_committed_merged_baseline_has_one_common_fingerprint() -> None:
-    baseline = committed_env("baselines/cpu-amd-epyc-1t")
+    baseline = committed_env("baselines/cpu-amd-epyc-avx2-1t")
     fp = fingerprint_of(baseline)
     assert fp["derived"] and fp["hw_id"] is None
     assert fp["hardware"]["isa_level"] == "AVX2" and fp["hardware"]["cpu_model"] == "AMD EPYC"

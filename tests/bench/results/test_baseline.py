@@ -76,10 +76,10 @@ def test_committed_avx2_and_avx512_runs_are_different_machine_classes() -> None:
         for name in (
             "cpu-amd-epyc-2c-20261123",
             "cpu-amd-epyc-avx512-2c-20261202",
-            "baselines/cpu-amd-epyc-1t",
+            "baselines/cpu-amd-epyc-avx2-1t",
         )
     ]
-    assert classes == ["cpu-amd-epyc-avx2-2t", "cpu-amd-epyc-avx512-2t", "cpu-amd-epyc-avx2-1t"]
+    assert classes == ["cpu-amd-epyc-avx2-2t", "cpu-amd-epyc-avx512-vnni-bf16-2t", "cpu-amd-epyc-avx2-1t"]
 
 
 def test_an_avx2_baseline_is_not_found_for_an_avx512_run(tmp_path: Path) -> None:
