@@ -69,8 +69,8 @@ def nightly(session: nox.Session) -> None:
     at 1 should the run set its threads in the workers alone. Three repeats of the matrix in one folder
     (``--repeats 3``: pooled by compare as three merged runs were) let the two-level bootstrap see part
     of the run-to-run drift, and shrink compare's drift allowance from x2.25 to x1.60 (3 a side against
-    a baseline of 3; bench.analysis.verdict). The check passes ``--threshold 5%``: NIGHTLY_THRESHOLD's
-    25% was there to absorb drift, which the allowance now does; compounded with it the bar would be
+    a baseline of 3; bench.analysis.verdict). The check passes ``--threshold 5%`` (NIGHTLY_THRESHOLD now):
+    the former 25% was there to absorb drift, which the allowance now does; compounded with it the bar would be
     1.25 x 1.60 = 2.0 and no 2x slowdown could fail the job (measured: two 3-run pools of these settings
     gave 0 false regressions at 5%, and a 2x slowdown of every cell 5 of 18 regressed at 5%, 0 at 25%).
     The 0.1 ms floor stays: it changed no verdict on those pools. Writes
