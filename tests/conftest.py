@@ -98,3 +98,25 @@ def test_passes() -> Iterator[None]:
     yield
     for name in ("test-boom", "test-hog", "test-interrupt"):
         PASSES.pop(name, None)
+
+
+@pytest.fixture
+def cached_cpu_peak(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The committed runs' CPU ("AMD EPYC") has no catalogue entry: a cached peak for it, so nothing is measured."""
+    from bench.hardware import peak
+
+    monkeypatch.setenv("GENBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    peak.write_cache(
+        peak.PeakResult(
+            device="cpu",
+            device_name="AMD EPYC",
+            kind="cpu",
+            measured_at="2026-11-23T00:00:00+00:00",
+            torch_version="test",
+            threads=2,
+            memory_bytes=24 * 2**30,
+            flops={"fp32": 1.2e11, "bf16": 1e9},
+            skipped={"int8": "no CPU int8 GEMM"},
+            copy_bytes_s=1.5e10,
+        )  # fmt: skip
+    )

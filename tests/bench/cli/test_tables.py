@@ -17,7 +17,6 @@ from rich.console import Console
 import bench.cli.analysis
 import bench.cli.hardware
 from bench.cli import main
-from bench.hardware import peak
 from bench.hardware.catalog import load_catalog
 from bench.render.hardware import display_value
 from bench.results.store import load_run
@@ -93,29 +92,9 @@ def test_devices_sources_are_numbered_notes(monkeypatch: pytest.MonkeyPatch) -> 
     assert re.search(r"^\[\d+\] " + re.escape(source.source), text, re.MULTILINE)
 
 
-@pytest.fixture
-def cached_peak(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The committed run's CPU has no catalogue entry: a cached peak for it, so nothing is measured."""
-    monkeypatch.setenv("GENBENCH_CACHE_DIR", str(tmp_path / "cache"))
-    peak.write_cache(
-        peak.PeakResult(
-            device="cpu",
-            device_name="AMD EPYC",
-            kind="cpu",
-            measured_at="2026-11-23T00:00:00+00:00",
-            torch_version="test",
-            threads=2,
-            memory_bytes=24 * 2**30,
-            flops={"fp32": 1.2e11, "bf16": 1e9},
-            skipped={"int8": "no CPU int8 GEMM"},
-            copy_bytes_s=1.5e10,
-        )  # fmt: skip
-    )
-
-
 @pytest.mark.parametrize("width", WIDTHS)
 def test_project_table_fits_and_keeps_numbers_whole(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, cached_peak: None, width: int
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, cached_cpu_peak: None, width: int
 ) -> None:
     csv = tmp_path / "projection.csv"
     argv = ["project", "--from", str(RUN), "--targets", "h100-sxm,l4,rtx-4090", "--csv", str(csv)]

@@ -12,29 +12,13 @@ from pathlib import Path
 import pytest
 
 from bench.cli import main
-from bench.hardware import peak
 
 RUN = Path(__file__).resolve().parents[3] / "results" / "cpu-amd-epyc-2c-20261123"
 
 
 @pytest.fixture
-def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def run(tmp_path: Path, cached_cpu_peak: None) -> Path:
     """A copy of the committed run, and a cached peak for its CPU (no catalogue entry), so nothing is measured."""
-    monkeypatch.setenv("GENBENCH_CACHE_DIR", str(tmp_path / "cache"))
-    peak.write_cache(
-        peak.PeakResult(
-            device="cpu",
-            device_name="AMD EPYC",
-            kind="cpu",
-            measured_at="2026-11-23T00:00:00+00:00",
-            torch_version="test",
-            threads=2,
-            memory_bytes=24 * 2**30,
-            flops={"fp32": 1.2e11, "bf16": 1e9},
-            skipped={"int8": "no CPU int8 GEMM"},
-            copy_bytes_s=1.5e10,
-        )  # fmt: skip
-    )
     return Path(shutil.copytree(RUN, tmp_path / "run"))
 
 
