@@ -172,7 +172,14 @@ class ProcessExecutor:
             log.unlink(missing_ok=True)
 
     def close(self) -> None:
+        """Remove the run's scratch folder and stop the worker server, so nothing outlives the run."""
         shutil.rmtree(self.scratch, ignore_errors=True)
+        from multiprocessing import forkserver
+
+        stop = getattr(getattr(forkserver, "_forkserver", None), "_stop", None)  # private, CPython 3.8+
+        if stop is not None:
+            with contextlib.suppress(Exception):
+                stop()
 
     def _run_worker(
         self, cell: Cell, identity: CellIdentity, job: dict[str, Any], log: Path

@@ -172,3 +172,15 @@ def test_a_reference_file_cannot_run_code(tmp_path: Path, monkeypatch) -> None:
     with pytest.raises(Exception, match="[Ww]eights only"):
         references.get(cell)
     assert not marker.exists()
+
+
+def test_nothing_outlives_the_run(tmp_path: Path) -> None:
+    import psutil
+
+    cfg = RunConfig(**{**FAST, "isolation": "process", "models": ("dcgan",), "pipelines": ("fp32",)})
+    cells = plan_cells([get_model("dcgan")], "tiny", [parse_pipeline("fp32")], (1,))
+    Runner(cfg, Device("cpu"), ResultWriter(tmp_path / "run"), "r").run(cells)
+    deadline = time.monotonic() + 10
+    while psutil.Process().children(recursive=True) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert psutil.Process().children(recursive=True) == []  # the worker server stopped with the run
