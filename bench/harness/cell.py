@@ -59,6 +59,8 @@ class CellSettings:
     min_psnr_db: float
     include_transfers: bool
     batch_sizes: tuple[int, ...]
+    #: processes of this run besides the measuring one (the runner of a worker): not "other" users of the GPU
+    run_pids: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -127,6 +129,7 @@ def measure_cell(
         meter = ContentionMeter(
             torch.get_num_threads(),
             gpu_processes=gpu_process_reader(tools.nvml) if tools.nvml is not None else None,
+            own_pids=settings.run_pids,
         )
 
         def timed_start() -> None:

@@ -108,6 +108,7 @@ class InProcessExecutor:
         references: References | None = None,
         scratch: Path | None = None,
         isolation: str = "none",
+        run_pids: tuple[int, ...] = (),
     ) -> None:
         self.config = config
         self.device = device
@@ -132,6 +133,7 @@ class InProcessExecutor:
             min_psnr_db=config.min_psnr_db,
             include_transfers=config.include_transfers and device.is_cuda,
             batch_sizes=config.batch_sizes,
+            run_pids=run_pids,
         )
 
     def run(self, cell: Cell) -> CellResult:

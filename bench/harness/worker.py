@@ -63,6 +63,9 @@ def job_for(
         "scratch": str(scratch),
         "log": str(log),
         "artifacts_dir": str(artifacts_dir) if artifacts_dir is not None else None,
+        # the worker's parent is the fork server, not the runner: the runner (which may hold a CUDA
+        # context of its own) must not count as another process on the cell's GPU
+        "runner_pid": os.getpid(),
     }
 
 
@@ -106,6 +109,7 @@ def run_job(job: dict[str, Any], artifacts_dir: Path | None) -> tuple[dict[str, 
         references=SharedReferences(device, config.seed, scratch / "references"),
         scratch=scratch,
         isolation="process",
+        run_pids=(int(job["runner_pid"]),),
     )
     result: CellResult = executor.run(cell)
     if result.footprint is not None:

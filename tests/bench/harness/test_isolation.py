@@ -190,3 +190,12 @@ def test_nothing_outlives_the_run(tmp_path: Path) -> None:
     while left() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert left() == []  # the worker server and every worker ended with the run
+
+
+def test_the_runner_is_not_another_process_on_the_workers_gpu(tmp_path: Path) -> None:
+    """A worker's parent is the fork server: the runner's pid travels in the job, for the GPU contention check."""
+    from bench.harness.worker import job_for
+
+    cell = Cell(0, get_model("dcgan"), "tiny", parse_pipeline("fp32"), 1)
+    job = job_for(cell, RunConfig(), "cpu", "r", tmp_path, tmp_path / "log", None)
+    assert job["runner_pid"] == os.getpid()
