@@ -64,6 +64,8 @@ PRELOAD: tuple[str, ...] = (
 )  # fmt: skip
 #: seconds a worker may take to exit after it replied before it is killed (it has nothing left to do)
 EXIT_GRACE_S = 30.0
+#: the largest reply accepted: 100,000 samples and a row are ~3 MB of JSON; a bogus length is refused
+MAX_REPLY_BYTES = 64 * 2**20
 _ROW_COLUMNS = frozenset(c for part in PARTS for c in part.COLUMNS)
 
 
@@ -190,7 +192,15 @@ class ProcessExecutor:
         )
         kills_before = oom_kills()
         started = time.monotonic()
-        worker.start()
+        try:
+            worker.start()
+        except (
+            OSError,
+            EOFError,
+        ) as exc:  # the worker server died or refused: this cell's row, not the run's end
+            receive.close()
+            send.close()
+            return self._failed(identity, "error", f"the worker could not be started: {exc}", log)
         send.close()  # the worker holds the only write end: its death reads as EOF here
         try:
             data = self._await(receive, worker, started + self.config.cell_timeout())
@@ -205,7 +215,11 @@ class ProcessExecutor:
             return self._failed(identity, "timeout", why, log)
         if data:
             return self._reply(identity, data, worker, log)
-        worker.join()
+        # No reply: the worker died, or closed its end of the pipe and lives on (killed after the grace).
+        worker.join(EXIT_GRACE_S)
+        if worker.is_alive():
+            _kill(worker)
+            return self._failed(identity, "error", "the worker closed its reply pipe without replying", log)
         _kill_group(worker)  # what it started (compile workers) goes with it
         return self._died(identity, worker.exitcode, kills_before, log)
 
@@ -218,8 +232,8 @@ class ProcessExecutor:
                 return None
             if receive.poll(min(left, 0.5)):
                 try:
-                    return receive.recv_bytes()
-                except EOFError:
+                    return receive.recv_bytes(MAX_REPLY_BYTES)
+                except (EOFError, OSError):  # closed, or cut off mid-message (the worker was killed sending)
                     return b""
             if not worker.is_alive() and not receive.poll(0):
                 return b""
@@ -231,6 +245,7 @@ class ProcessExecutor:
         late = worker.is_alive()
         if late:
             _kill(worker)
+        _kill_group(worker)  # anything it started and left running goes with it
         try:
             row, samples, error = decode_reply(data)
         except ValueError as exc:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -111,7 +112,9 @@ class SharedReferences(References):
         self.folder = folder
 
     def path(self, cell: Cell) -> Path:
-        name = f"{slug(cell.spec.name)}-{cell.size}-b{cell.batch_size}-seed{self.seed}.pt"
+        # the slug for people, a hash of the exact name so that a.b:f and a_b:f never share a file
+        digest = hashlib.sha256(cell.spec.name.encode()).hexdigest()[:8]
+        name = f"{slug(cell.spec.name)}-{digest}-{cell.size}-b{cell.batch_size}-seed{self.seed}.pt"
         return self.folder / name
 
     def get(self, cell: Cell) -> Reference:

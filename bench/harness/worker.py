@@ -84,7 +84,6 @@ def _redirect_output(log: str) -> None:
 
 def run_job(job: dict[str, Any], artifacts_dir: Path | None) -> tuple[dict[str, Any], list[float]]:
     """Run the job's cell here; its row and samples (the executor turns every failure into a row)."""
-    empty_rss_mb = psutil.Process().memory_info().rss / 2**20
     config = _config(job["config"])
     if config.threads is not None:
         torch.set_num_threads(config.threads)
@@ -95,6 +94,8 @@ def run_job(job: dict[str, Any], artifacts_dir: Path | None) -> tuple[dict[str, 
         torch.zeros(1, device=device.torch_name)
         torch.cuda.synchronize(device.torch_name)
         notes.append(f"cuda context {time.perf_counter() - t0:.2f} s (outside the timed region)")
+    # after the context: its host memory is the runtime's, like the interpreter's and torch's
+    empty_rss_mb = psutil.Process().memory_info().rss / 2**20
     name = job["model"]
     (spec,) = resolve_models((), (name,)) if job["custom"] else resolve_models((name,), ())
     cell = Cell(

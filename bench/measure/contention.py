@@ -11,7 +11,8 @@ is bracketed by two readings of the kernel's counters:
 - the measuring process's own CPU time (``psutil.Process().cpu_times()``: user +
   system of all its threads, the RSS sampler's included).
 
-Other processes' CPU time is the difference, over the region's wall time:
+Other processes' CPU time is the difference, less the counters' rounding (a tick per
+core and per own counter), over the region's wall time:
 ``other_cores`` (0.5 = half a core busy all along). ``host_busy_pct`` states it as
 a % of the cores the cell uses (its intra-op threads), the number the issue
 reports; ``contended`` is the verdict:
@@ -136,6 +137,7 @@ class ContentionMeter:
         gpu_processes: Callable[[], list[int] | None] | None = None,
         clock: Callable[[], float] = time.perf_counter,
         own_pids: tuple[int, ...] = (),
+        tick_s: float = 1 / _TICKS_PER_S,
     ) -> None:
         self.cell_cores = max(1, cell_cores)
         self.logical_cores = logical_cores or os.cpu_count() or 1
@@ -143,6 +145,7 @@ class ContentionMeter:
         self._gpu_processes = gpu_processes
         self._clock = clock
         self._own_pids = {os.getpid(), os.getppid(), *own_pids}
+        self._tick_s = tick_s  # the counters' resolution (tests with exact readings pass 0)
         self._start: tuple[float, HostCpu | None, float] | None = None
 
     def start(self) -> None:
@@ -160,9 +163,12 @@ class ContentionMeter:
             return HostContention(
                 load_avg_1m=load, gpu_other_procs=gpu_others, contended=bool(gpu_others) or None
             )
-        # Ticks are 10 ms: over a short region the difference can come out a tick below zero.
-        other_cores = max(0.0, (host1.busy_s - host0.busy_s) - (own1 - own0)) / wall
-        steal_cores = max(0.0, host1.steal_s - host0.steal_s) / wall
+        # Both counters tick (1/CLK_TCK, 10 ms): each core's count and our user and system times can each be
+        # a tick off, so that much of a difference is rounding, not a neighbour. Without this a converged
+        # cell timed for 15 ms read one stray tick as 0.7 cores of others (seen on an idle machine).
+        slack_s = (self.logical_cores + 2) * self._tick_s
+        other_cores = max(0.0, (host1.busy_s - host0.busy_s) - (own1 - own0) - slack_s) / wall
+        steal_cores = max(0.0, host1.steal_s - host0.steal_s - self.logical_cores * self._tick_s) / wall
         contended = is_contended(other_cores, steal_cores, self.cell_cores, self.logical_cores)
         return HostContention(
             host_busy_pct=100.0 * other_cores / self.cell_cores,

@@ -199,3 +199,20 @@ def test_the_runner_is_not_another_process_on_the_workers_gpu(tmp_path: Path) ->
     cell = Cell(0, get_model("dcgan"), "tiny", parse_pipeline("fp32"), 1)
     job = job_for(cell, RunConfig(), "cpu", "r", tmp_path, tmp_path / "log", None)
     assert job["runner_pid"] == os.getpid()
+
+
+def test_a_reply_cut_off_mid_message_reads_as_a_dead_worker() -> None:
+    """A worker killed while sending (the OOM killer) leaves half a message: that is a death, not the run's end."""
+
+    class CutOff:
+        def poll(self, timeout: float = 0) -> bool:
+            return True
+
+        def recv_bytes(self, maxlength: int | None = None) -> bytes:
+            raise OSError("got end of file during message")
+
+    class Alive:
+        def is_alive(self) -> bool:
+            return True
+
+    assert ProcessExecutor._await(CutOff(), Alive(), time.monotonic() + 5) == b""  # type: ignore[arg-type]

@@ -30,7 +30,9 @@ class FakeMachine:
         self.busy += (own_cores + other_cores) * seconds
         self.steal += steal_cores * seconds
 
-    def meter(self, cell_cores: int, logical_cores: int, gpu: list[int] | None = None) -> ContentionMeter:
+    def meter(
+        self, cell_cores: int, logical_cores: int, gpu: list[int] | None = None, tick_s: float = 0.0
+    ) -> ContentionMeter:
         return ContentionMeter(
             cell_cores,
             logical_cores=logical_cores,
@@ -40,6 +42,7 @@ class FakeMachine:
             clock=lambda: self.now,
             gpu_processes=(lambda: gpu) if gpu is not None else None,
             own_pids=(1234,),
+            tick_s=tick_s,
         )
 
 
@@ -156,3 +159,15 @@ def test_a_run_beside_a_burner_marks_its_cells_contended(run_matrix) -> None:
 
 def test_threads_is_a_run_setting() -> None:
     assert RunConfig(threads=1).threads == 1
+
+
+def test_a_stray_tick_over_a_short_region_is_rounding_not_a_neighbour() -> None:
+    machine = FakeMachine()
+    meter = machine.meter(cell_cores=2, logical_cores=2, tick_s=0.01)
+    meter.start()
+    machine.advance(0.015, own_cores=2.0, other_cores=0.0)
+    machine.busy += 0.01  # one 10 ms tick more on the machine's counter than on ours
+    assert meter.stop().contended is False
+    meter.start()
+    machine.advance(1.0, own_cores=1.0, other_cores=1.0)  # a real neighbour is still seen
+    assert meter.stop().contended is True
