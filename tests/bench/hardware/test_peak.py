@@ -69,6 +69,7 @@ def meter(other_cores: float, threads: int = 2, logical: int = 2) -> ContentionM
         read_own=lambda: now[0] * threads,
         read_load=lambda: 1.5,
         clock=clock,
+        tick_s=0.0,  # exact readings: no counter rounding to allow for
     )
 
 
