@@ -144,7 +144,15 @@ def test_a_run_beside_a_burner_marks_its_cells_contended(run_matrix) -> None:
     ]  # more than the spare cores, whatever the machine
     try:
         time.sleep(0.3)
-        frame = run_matrix(models=("dcgan",), pipelines=("fp32",), batch_sizes=(1,), threads=1)
+        # a timed region of seconds, not milliseconds: far above the counters' 10 ms rounding
+        frame = run_matrix(
+            models=("dcgan",),
+            pipelines=("fp32",),
+            batch_sizes=(1,),
+            threads=1,
+            min_samples=2000,
+            time_budget_s=3.0,
+        )
     finally:
         torch.set_num_threads(threads)
         for burner in burners:
