@@ -12,7 +12,6 @@ import json
 import os
 import secrets
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -150,7 +149,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             "fingerprint": hardware_fingerprint(device),
             "threads": torch.get_num_threads(),
             "isolation": config.isolation,
-            "config": _jsonable(config),
+            "config": config.to_json(),
         }
     )
     cells = plan_cells(specs, config.size, pipelines, config.batch_sizes, config.repeats)
@@ -229,10 +228,6 @@ def claim_run_folder(out_dir: Path) -> None:
         raise UsageError(f"{out_dir} was just claimed by another run; choose another --out") from None
     except OSError as exc:
         raise EnvironmentProblem(f"cannot write into --out {out_dir}: {exc.strerror or exc}") from None
-
-
-def _jsonable(config: RunConfig) -> dict[str, Any]:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()}
 
 
 def cmd_list(args: argparse.Namespace) -> int:

@@ -137,6 +137,17 @@ class RunConfig:
                 f"--time-budget {self.time_budget_s} and --warmup {self.warmup_s} leave no finite cell timeout"
             )
 
+    def to_json(self) -> dict[str, Any]:
+        """The config as JSON values (tuples as lists): what env.json records and a worker process receives."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
+
+    @classmethod
+    def from_json(cls, values: dict[str, Any]) -> RunConfig:
+        """The inverse of ``to_json``: lists back into the tuples the fields hold."""
+        tuples = _TUPLE_FIELDS | _INT_TUPLE_FIELDS
+        return cls(**{k: tuple(v) if k in tuples and v is not None else v for k, v in values.items()})
+
     def cell_timeout(self) -> float:
         """Seconds a worker may take for one cell before it is killed (``--cell-timeout``).
 

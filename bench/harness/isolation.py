@@ -46,6 +46,7 @@ from typing import Any
 import torch
 
 from bench.core.device import Device
+from bench.core.statuses import STATUSES
 from bench.harness.config import RunConfig
 from bench.harness.executor import Identities
 from bench.harness.outcome import skipped
@@ -283,8 +284,6 @@ class ProcessExecutor:
 
 
 def _row_problem(row: dict[str, Any]) -> str | None:
-    from bench.core.statuses import STATUSES
-
     extra, missing = set(row) - _ROW_COLUMNS, _ROW_COLUMNS - set(row)
     if extra or missing:
         return f"columns {sorted(extra)} unexpected, {sorted(missing)} missing"

@@ -50,7 +50,7 @@ def job_for(
     """What a worker needs to rebuild and run ``cell``: names and numbers only."""
     custom = cell.spec.family == "custom"
     return {
-        "config": {k: list(v) if isinstance(v, tuple) else v for k, v in config.__dict__.items()},
+        "config": config.to_json(),
         "device": device,
         "run_id": run_id,
         "cell_id": cell.cell_id,
@@ -69,11 +69,6 @@ def job_for(
     }
 
 
-def _config(values: dict[str, Any]) -> RunConfig:
-    tuples = {"models", "custom_models", "pipelines", "batch_sizes"}
-    return RunConfig(**{k: tuple(v) if k in tuples and v is not None else v for k, v in values.items()})
-
-
 def _redirect_output(log: str) -> None:
     """The worker's stdout and stderr (the model's prints, library warnings) go to the cell's log file."""
     fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
@@ -84,9 +79,7 @@ def _redirect_output(log: str) -> None:
 
 def run_job(job: dict[str, Any], artifacts_dir: Path | None) -> tuple[dict[str, Any], list[float]]:
     """Run the job's cell here; its row and samples (the executor turns every failure into a row)."""
-    config = _config(job["config"])
-    if config.threads is not None:
-        torch.set_num_threads(config.threads)
+    config = RunConfig.from_json(job["config"])  # InProcessExecutor applies config.threads
     device = parse_device(job["device"])
     notes = []
     if device.is_cuda:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import os
 import platform
 import socket
 import subprocess
@@ -13,7 +12,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from bench.core.device import cpu_model_name
+from bench.measure.fingerprint import cpu_hardware
 from bench.measure.nvml import gpu_handle
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -55,17 +54,18 @@ def package_versions() -> dict[str, str]:
 
 
 def cpu_info() -> dict[str, Any]:
-    import psutil
+    """env.json's ``cpu``: the fingerprint's CPU facts under the names older runs use, and torch's view."""
     import torch
 
+    hardware = cpu_hardware()
     return {
-        "model": cpu_model_name(),
-        "machine": platform.machine(),
-        "logical_cores": os.cpu_count(),
-        "physical_cores": psutil.cpu_count(logical=False),
+        "model": hardware["cpu_model"],
+        "machine": hardware["machine"],
+        "logical_cores": hardware["logical_cores"],
+        "physical_cores": hardware["physical_cores"],
         "torch_threads": torch.get_num_threads(),
         "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "memory_gb": hardware["memory_gib"],
     }
 
 

@@ -69,3 +69,15 @@ def test_a_binary_config_is_one_line(tmp_path: Path) -> None:
 def test_a_missing_config_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not found"):
         load_toml(tmp_path / "nope.toml")
+
+
+def test_a_config_survives_its_json_form() -> None:
+    """What env.json records and a worker process receives reads back as the same config."""
+    import json
+
+    from bench.harness.config import RunConfig
+
+    config = RunConfig(
+        models=("dcgan", "vae"), pipelines=("fp32", "int8"), batch_sizes=(1, 8), threads=1, repeats=2
+    )
+    assert RunConfig.from_json(json.loads(json.dumps(config.to_json()))) == config
