@@ -13,6 +13,10 @@ import torch
 from torch import nn
 
 SIZES: tuple[str, ...] = ("tiny", "small", "base")
+#: what one measured call of a model is: one forward call (``forward``), a whole text generation
+#: (``generate``: prefill + greedy decode, bench.workloads.generate), or a whole diffusion sampling
+#: run (``sample``: the sampler's UNet steps + the VAE decode, bench.workloads.sample)
+WORKLOADS: tuple[str, ...] = ("forward", "generate", "sample")
 
 
 @dataclass(frozen=True)
@@ -22,7 +26,11 @@ class ModelSpec:
     ``build(size)`` returns a fresh fp32 module in eval mode with seeded weights,
     so two calls give identical modules (fidelity compares against that).
     ``example_inputs(batch_size, size, seed)`` returns the positional inputs of
-    one forward call; the same arguments give the same tensors.
+    one forward call; the same arguments give the same tensors. ``workload`` says
+    what one timed call is (``WORKLOADS``): a ``generate`` model's module follows
+    the causal-LM interface (reference_models.causal_lm), a ``sample`` model's is
+    a latent-diffusion pipeline (reference_models.ldm) whose ``example_inputs`` are
+    the starting noise and the class labels.
     """
 
     name: str
@@ -32,6 +40,11 @@ class ModelSpec:
     example_inputs: Callable[[int, str, int], tuple[torch.Tensor, ...]]
     sizes: tuple[str, ...] = SIZES
     description: str = ""
+    workload: str = "forward"
+
+    def __post_init__(self) -> None:
+        if self.workload not in WORKLOADS:
+            raise ValueError(f"model {self.name!r}: workload must be one of {', '.join(WORKLOADS)}")
 
     def check_size(self, size: str) -> None:
         if size not in self.sizes:
