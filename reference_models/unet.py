@@ -143,9 +143,19 @@ class DiffusionUNet(nn.Module):
         self.conv_out = nn.Conv2d(cur, config.in_channels, 3, padding=1)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        temb = timestep_embedding(t, self.config.ch).to(self.time_mlp[0].weight.dtype)
-        temb = self.time_mlp(temb)
+        return self.body(x, self.time_embedding(t))
 
+    def time_embedding(self, t: torch.Tensor) -> torch.Tensor:
+        """Timesteps (B,) to the (B, temb_channels) conditioning vector every ResBlock receives.
+
+        Split from ``body`` so a conditioned UNet (reference_models.ldm) can add its
+        own embedding (a class) to this one before the network runs.
+        """
+        temb = timestep_embedding(t, self.config.ch).to(self.time_mlp[0].weight.dtype)
+        return self.time_mlp(temb)
+
+    def body(self, x: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
+        """The UNet proper: input (B, C, H, W) and conditioning (B, temb_channels) to (B, C, H, W)."""
         h = self.conv_in(x)
         skips = [h]
         for layer in self.down:
