@@ -1,11 +1,16 @@
 """Bring your own model: turn ``"pkg.module:factory"`` into a :class:`ModelSpec`.
 
-``factory()`` must return ``(module, make_inputs)`` where ``make_inputs(batch_size)``
-returns the tuple of positional input tensors for one forward call. The spec
-calls the factory afresh on every build (seeded, so random weights repeat and
-builds are independent copies), and runs ``make_inputs`` under a forked RNG
-seeded per call, so the user's inputs are as reproducible as the reference
-models' without the user's code knowing about seeds.
+A forward model's ``factory()`` returns ``(module, make_inputs)`` where
+``make_inputs(batch_size)`` returns the tuple of positional input tensors for one
+forward call. The spec calls the factory afresh on every build (seeded, so random
+weights repeat and builds are independent copies), and runs ``make_inputs`` under a
+forked RNG seeded per call, so the user's inputs are as reproducible as the
+reference models' without the user's code knowing about seeds.
+
+A causal LM's ``factory()`` returns the model alone: a transformers causal LM
+(wrapped in reference_models.hf.TransformersCausalLM) or an ``nn.Module`` with the
+causal-LM interface (reference_models.causal_lm). Its spec times a whole generation
+(workload ``generate``) from seeded prompts of ``PROMPT_TOKENS`` token ids.
 
 Every way the path can be wrong is reported as a one-line ``ValueError`` naming
 the problem, because this string comes straight from the command line.
@@ -22,9 +27,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from reference_models.spec import ModelSpec, build_seeded
+from reference_models.spec import ModelSpec, build_seeded, seeded_generator
 
 CUSTOM_SIZE = "custom"
+#: the prompt length of a user causal LM's example inputs
+PROMPT_TOKENS = 16
 _BUILD_SEED = 0
 
 MakeInputs = Callable[[int], Any]
@@ -64,12 +71,16 @@ def _resolve(path: str) -> Callable[[], Any]:
     return factory
 
 
-def _call_factory(path: str, factory: Callable[[], Any]) -> tuple[nn.Module, MakeInputs]:
-    """Call the factory and check it returned ``(nn.Module, callable)``."""
+def _run_factory(path: str, factory: Callable[[], Any]) -> Any:
+    """Call the factory, turning anything it raises into a one-line ``ValueError``."""
     try:
-        result = factory()
+        return factory()
     except (Exception, SystemExit) as exc:
         raise ValueError(f"custom model {path!r}: factory raised {_one_line(exc)}") from exc
+
+
+def _check_forward_model(path: str, result: Any) -> tuple[nn.Module, MakeInputs]:
+    """Check the factory returned ``(nn.Module, callable)``."""
     if not (isinstance(result, tuple) and len(result) == 2):
         raise ValueError(
             f"custom model {path!r}: factory must return (module, make_inputs), got {type(result).__name__}"
@@ -87,6 +98,31 @@ def _call_factory(path: str, factory: Callable[[], Any]) -> tuple[nn.Module, Mak
     return module, make_inputs
 
 
+def _call_factory(path: str, factory: Callable[[], Any]) -> tuple[nn.Module, MakeInputs]:
+    """Call the factory and check it returned ``(nn.Module, callable)``."""
+    return _check_forward_model(path, _run_factory(path, factory))
+
+
+def _as_causal_lm(path: str, result: Any) -> nn.Module:
+    """A factory's single result as a causal LM: a transformers one is wrapped, ours is checked.
+
+    A single ``nn.Module`` that is neither is most likely a forward model missing its
+    ``make_inputs``, so the error names both ways out.
+    """
+    from reference_models.causal_lm import interface_problem
+    from reference_models.hf import TransformersCausalLM, is_transformers_causal_lm
+
+    if is_transformers_causal_lm(result):
+        return TransformersCausalLM(result)
+    problem = interface_problem(result)
+    if problem is None:
+        return result
+    raise ValueError(
+        f"custom model {path!r}: factory must return (module, make_inputs), got {type(result).__name__}: "
+        f"a forward model returns (module, make_inputs), a causal LM the model alone; {problem}"
+    )
+
+
 def _check_inputs(path: str, inputs: Any) -> tuple[torch.Tensor, ...]:
     """Accept a tuple/list of tensors (or one bare tensor) and return a tuple."""
     if isinstance(inputs, torch.Tensor):
@@ -98,6 +134,54 @@ def _check_inputs(path: str, inputs: Any) -> tuple[torch.Tensor, ...]:
     )
 
 
+def generate_spec(
+    name: str, build: Callable[[str], nn.Module], vocab_size: int, description: str
+) -> ModelSpec:
+    """A one-size (``"custom"``) spec of a user's causal LM: one timed call is a whole generation.
+
+    ``example_inputs`` is the prompt alone: int64 token ids [batch, PROMPT_TOKENS],
+    uniform below ``vocab_size`` from a generator seeded per call (the caller's RNG
+    is left alone).
+    """
+    if vocab_size < 1:
+        raise ValueError(f"model {name!r}: vocab_size must be at least 1, got {vocab_size}")
+
+    def example_inputs(batch_size: int, size: str, seed: int) -> tuple[torch.Tensor, ...]:
+        prompt = torch.randint(
+            0, vocab_size, (batch_size, PROMPT_TOKENS), generator=seeded_generator(seed), dtype=torch.int64
+        )
+        return (prompt,)
+
+    return ModelSpec(
+        name=name,
+        family="transformer",
+        item="token",
+        build=build,
+        example_inputs=example_inputs,
+        sizes=(CUSTOM_SIZE,),
+        description=description,
+        workload="generate",
+    )
+
+
+def _causal_lm_spec(path: str, factory: Callable[[], Any], model: nn.Module) -> ModelSpec:
+    """The generate spec of a factory whose first call returned the causal LM ``model``."""
+    vocab_size = model.vocab_size
+    if not isinstance(vocab_size, int) or vocab_size < 1:
+        raise ValueError(f"custom model {path!r}: vocab_size must be a positive int, got {vocab_size!r}")
+
+    def build(size: str) -> nn.Module:
+        # The size is ignored: a custom model has exactly one.
+        return build_seeded(lambda: _as_causal_lm(path, _run_factory(path, factory)), seed=_BUILD_SEED)
+
+    from reference_models.hf import TransformersCausalLM
+
+    wrapped = f" ({type(model.model).__name__})" if isinstance(model, TransformersCausalLM) else ""
+    return generate_spec(
+        name=path, build=build, vocab_size=vocab_size, description=f"user causal LM{wrapped} from {path}"
+    )
+
+
 def load_factory(path: str) -> ModelSpec:
     """Load ``"pkg.module:factory"`` as a one-size (``"custom"``) :class:`ModelSpec`.
 
@@ -105,12 +189,16 @@ def load_factory(path: str) -> ModelSpec:
     alone, so a bad path or a factory returning the wrong thing fails now, at
     argument parsing, rather than halfway through a benchmark. Only
     ``make_inputs`` from that call is kept; the module is dropped and every
-    ``build`` makes a new one.
+    ``build`` makes a new one. A factory returning one object (not a tuple) that is
+    an ``nn.Module`` is taken as a causal LM (see the module docstring).
     """
     factory = _resolve(path)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(_BUILD_SEED)
-        _, make_inputs = _call_factory(path, factory)
+        result = _run_factory(path, factory)
+        if isinstance(result, nn.Module):
+            return _causal_lm_spec(path, factory, _as_causal_lm(path, result))
+        _, make_inputs = _check_forward_model(path, result)
 
     def build(size: str) -> nn.Module:
         # The size is ignored: a custom model has exactly one.

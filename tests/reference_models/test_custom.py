@@ -7,6 +7,7 @@ into the next.
 
 from __future__ import annotations
 
+import re
 import sys
 import textwrap
 from collections.abc import Callable, Iterator
@@ -15,7 +16,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from reference_models.causal_lm import interface_problem
 from reference_models.custom import load_factory
+from reference_models.hf import TransformersCausalLM
+from reference_models.spec import ModelSpec
 
 USER_MODULE = """
 import torch
@@ -165,3 +169,137 @@ def test_make_inputs_returning_junk_is_a_value_error(user_dir: Callable[[str, st
     spec = load_factory("mymod:bad_inputs")
     with pytest.raises(ValueError, match=r"make_inputs must return a tuple of tensors, got str"):
         spec.example_inputs(2, "custom", 0)
+
+
+# --- factories returning a causal LM (workload "generate")
+
+LM_MODULE = """
+import torch
+from torch import nn
+
+
+class ToyLM(nn.Module):
+    \"\"\"The causal-LM interface at its smallest: logits from an embedding, a cache of nothing.\"\"\"
+
+    vocab_size = 50
+    max_seq_len = 32
+
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(50, 50)
+
+    def kv_shape(self):
+        from reference_models.causal_lm import KVShape
+
+        return KVShape(layers=1, kv_heads=1, head_dim=1)
+
+    def setup_cache(self, batch_size, max_len, kind):
+        pass
+
+    def reset_cache(self):
+        pass
+
+    def cache_bytes(self):
+        return 0
+
+    def forward(self, tokens, input_pos=None):
+        return self.emb(tokens)
+
+
+class HalfLM(nn.Module):
+    vocab_size = 50
+
+    def forward(self, tokens):
+        return tokens
+
+
+def own_lm():
+    return ToyLM()
+
+
+def half_lm():
+    return HalfLM()
+
+
+def llama():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(
+        num_hidden_layers=2, hidden_size=64, intermediate_size=128, num_attention_heads=4,
+        num_key_value_heads=2, vocab_size=128, max_position_embeddings=64,
+    )
+    return LlamaForCausalLM(config)
+"""
+
+
+@pytest.fixture
+def transformers_first() -> None:
+    """Import transformers' Llama before ``user_dir`` snapshots sys.modules, so the fixture never unloads it."""
+    transformers = pytest.importorskip("transformers")
+    assert transformers.LlamaForCausalLM.__name__ == "LlamaForCausalLM"  # its lazy package imports it now
+
+
+@pytest.fixture
+def lm_dir(transformers_first: None, user_dir: Callable[[str, str], None]) -> Callable[[str, str], None]:
+    user_dir("lms.py", LM_MODULE)
+    return user_dir
+
+
+def assert_generate_spec(spec: ModelSpec, name: str, vocab: int) -> None:
+    assert (spec.name, spec.family, spec.item, spec.workload, spec.sizes) == (
+        name,
+        "transformer",
+        "token",
+        "generate",
+        ("custom",),
+    )
+    before = torch.get_rng_state()
+    (prompt,) = spec.example_inputs(2, "custom", 0)
+    assert torch.equal(before, torch.get_rng_state()), "inputs must not disturb the caller's RNG"
+    assert prompt.shape == (2, 16) and prompt.dtype == torch.int64
+    assert int(prompt.min()) >= 0 and int(prompt.max()) < vocab
+    assert torch.equal(prompt, spec.example_inputs(2, "custom", 0)[0])
+    assert not torch.equal(prompt, spec.example_inputs(2, "custom", 1)[0])
+
+
+def test_factory_returning_a_transformers_causal_lm(lm_dir: Callable[[str, str], None]) -> None:
+    spec = load_factory("lms:llama")
+    assert_generate_spec(spec, "lms:llama", vocab=128)
+    assert "LlamaForCausalLM" in spec.description
+    a, b = spec.build("custom"), spec.build("custom")
+    assert isinstance(a, TransformersCausalLM) and interface_problem(a) is None and not a.training
+    sa, sb = a.state_dict(), b.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa), "seeded builds repeat"
+    (prompt,) = spec.example_inputs(2, "custom", 0)
+    with torch.inference_mode():
+        assert a(prompt).shape == (2, 16, 128)
+
+
+def test_factory_returning_its_own_causal_lm(lm_dir: Callable[[str, str], None]) -> None:
+    spec = load_factory("lms:own_lm")
+    assert_generate_spec(spec, "lms:own_lm", vocab=50)
+    module = spec.build("custom")
+    assert type(module).__name__ == "ToyLM" and not module.training  # not wrapped
+    assert torch.equal(module.emb.weight, spec.build("custom").emb.weight)
+
+
+@pytest.mark.parametrize(
+    ("path", "missing"),
+    [
+        (
+            "mymod:only_module",
+            "missing vocab_size, max_seq_len, kv_shape, setup_cache, reset_cache, cache_bytes$",
+        ),
+        ("lms:half_lm", "missing max_seq_len, kv_shape, setup_cache, reset_cache, cache_bytes$"),
+    ],
+)
+def test_a_lone_module_that_is_no_causal_lm_says_what_is_missing(
+    lm_dir: Callable[[str, str], None], path: str, missing: str
+) -> None:
+    with pytest.raises(ValueError) as info:
+        load_factory(path)
+    text = str(info.value)
+    assert "\n" not in text
+    assert text.startswith(f"custom model {path!r}: factory must return (module, make_inputs), got ")
+    assert "a forward model returns (module, make_inputs), a causal LM the model alone; " in text
+    assert re.search(missing, text), text
