@@ -9,7 +9,7 @@ passes that need them. Third-party passes come in through the
 
 from bench.core.artifact import Artifact, OnnxArtifact, TensorRTArtifact, TorchArtifact
 from bench.core.errors import NotApplicable, PipelineError
-from optimizers import onnx_passes, pruning, quantize, sparsity, tensorrt_pass, torch_passes  # noqa: F401, I001
+from optimizers import onnx_passes, pruning, quantize, sparsity, tensorrt_pass, torch_passes, torchao_passes  # noqa: F401, I001
 from optimizers.onnx_passes import Onnx, Ort
 from optimizers.pruning import Prune
 from optimizers.quantize import Int8, Int8Dynamic, Pt2eInt8
@@ -27,6 +27,7 @@ from optimizers.registry import (
 from optimizers.sparsity import Sparse24, Sparsity
 from optimizers.tensorrt_pass import TensorRT
 from optimizers.torch_passes import Bf16, ChannelsLast, Compile, CudaGraph, Fp16, Fp32
+from optimizers.torchao_passes import Int4WeightOnly, Int8DynamicActivation, Int8WeightOnly
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -39,8 +40,11 @@ __all__ = [
     "CudaGraph",
     "Fp16",
     "Fp32",
+    "Int4WeightOnly",
     "Int8",
     "Int8Dynamic",
+    "Int8DynamicActivation",
+    "Int8WeightOnly",
     "NotApplicable",
     "OnnxArtifact",
     "Onnx",
