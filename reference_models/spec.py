@@ -41,6 +41,8 @@ class ModelSpec:
     sizes: tuple[str, ...] = SIZES
     description: str = ""
     workload: str = "forward"
+    #: a generate model's context in tokens at a size, known without building it (None: found at build)
+    context_length: Callable[[str], int] | None = None
 
     def __post_init__(self) -> None:
         if self.workload not in WORKLOADS:

@@ -39,11 +39,15 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Handler]:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: the first GPU if any, else cpu)")
-    p.add_argument("--models", help="comma-separated reference models: dcgan,vae,unet (default: all)")
+    p.add_argument("--models", help="comma-separated reference models: dcgan,vae,unet,gpt,ldm (default: all)")
     p.add_argument(
-        "--model", action="append", dest="custom_models", metavar="PKG.MODULE:FACTORY",
-        help="bring your own model: factory() returns (module, make_inputs); repeatable",
+        "--model", action="append", dest="custom_models", metavar="PKG.MODULE:FACTORY|hf:PATH",
+        help="bring your own model: factory() returns (module, make_inputs), or a causal LM (a transformers "
+        "model or one with the gpt interface); hf:PATH is a local Hugging Face folder; repeatable",
     )  # fmt: skip
+    p.add_argument(
+        "--weights", metavar="FILE.safetensors", help="load this checkpoint into the run's one model"
+    )
     p.add_argument("--size", help="tiny, small or base (default: small)")
     p.add_argument(
         "--pipelines", help="comma-separated pipelines, e.g. fp32,bf16+channels_last,compile:max-autotune"
@@ -87,6 +91,27 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Handler]:
         "--repeats", type=int,
         help="run the whole matrix N times, one pass after another; compare pools the repeats (default: 1)",
     )  # fmt: skip
+    gen = p.add_argument_group("generate workload (gpt, causal LMs)")
+    gen.add_argument("--prompt-len", type=int, help="prompt tokens (default: 128 on a GPU, 32 on CPU)")
+    gen.add_argument(
+        "--new-tokens", type=int, help="greedy decode length, fixed (default: 128 on a GPU, 32 on CPU)"
+    )
+    gen.add_argument(
+        "--kv-cache", choices=("static", "dynamic"),
+        help="static: preallocated to prompt + new tokens, fixed shapes for compile and CUDA graphs "
+        "(default); dynamic: grows per step",
+    )  # fmt: skip
+    gen.add_argument(
+        "--min-token-match", type=float,
+        help="quality gate for fidelity_ok: share of teacher-forced next tokens that agree with fp32 (default: 0.9)",
+    )  # fmt: skip
+    smp = p.add_argument_group("sample workload (ldm)")
+    smp.add_argument("--steps", type=int, help="sampling steps (default: 50 on a GPU, 10 on CPU)")
+    smp.add_argument(
+        "--guidance", type=float,
+        help="classifier-free guidance scale (default: 7.5; the UNet runs a doubled batch); 1 turns it off",
+    )  # fmt: skip
+    smp.add_argument("--sampler", choices=("ddim", "euler"), help="step rule (default: ddim)")
 
     lst = sub.add_parser(
         "list",
@@ -126,13 +151,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     from bench.results.writer import ResultWriter
 
     try:
-        specs = resolve_models(config.models, config.custom_models)
+        specs = resolve_models(config.models, config.custom_models, config.weights)
         pipelines = resolve_pipelines(config.pipelines, device)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    workload = config.workload_settings(device.is_cuda)
     for spec in specs:
-        if config.size not in spec.sizes and spec.family != "custom":
+        if config.size not in spec.sizes and len(spec.sizes) > 1:
             raise UsageError(f"model {spec.name!r} has no size {config.size!r}")
+        context = spec.context_length(config.size) if spec.context_length is not None else None
+        wanted = workload.prompt_len + workload.new_tokens
+        if spec.workload == "generate" and context is not None and wanted > context:
+            raise UsageError(
+                f"--prompt-len {workload.prompt_len} + --new-tokens {workload.new_tokens} = {wanted} tokens "
+                f"exceed {spec.name}'s context of {context}"
+            )
 
     if config.threads is not None:
         torch.set_num_threads(config.threads)  # here for --isolation none; each worker sets its own
@@ -152,7 +185,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             "config": config.to_json(),
         }
     )
-    cells = plan_cells(specs, config.size, pipelines, config.batch_sizes, config.repeats)
+    cells = plan_cells(
+        specs, config.size, pipelines, config.batch_sizes, config.repeats, defaults=config.pipelines is None
+    )
 
     console = make_console()
     busy = busy_before_run(torch.get_num_threads())
@@ -241,7 +276,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     device = device_from_flag(args.device)
     console = make_console()
     try:
-        specs = resolve_models(None, tuple(args.custom_models or ()))
+        specs = resolve_models(None, tuple(args.custom_models or ()), getattr(args, "weights", None))
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     models = Table(

@@ -39,9 +39,35 @@ class TorchArtifact:
         return replace(self, **changes)
 
     def stored_bytes(self) -> int:
-        """Bytes of the module's parameters and buffers, as stored (a bf16 module's are 2 per element)."""
-        tensors = [*self.module.parameters(), *self.module.buffers()]
-        return sum(t.numel() * t.element_size() for t in tensors)
+        """Bytes of the module's state as stored: parameters and persistent buffers (a bf16 module's are 2
+        per element, an int8 weight-only one's its int8 data and scales).
+
+        Non-persistent buffers are left out: they are working memory the module makes for itself
+        (a KV cache, rotary tables), not part of the model a user stores. A tensor tied to another
+        (an embedding shared with the output head) counts once.
+        """
+        seen: set[tuple[int, int]] = set()
+        total = 0
+        for tensor in self.module.state_dict(keep_vars=True).values():
+            total += tensor_bytes(tensor, seen)
+        return total
+
+
+def tensor_bytes(tensor: torch.Tensor, seen: set[tuple[int, int]] | None = None) -> int:
+    """Bytes a tensor holds: its elements, or for a tensor subclass (torchao's quantized weights) the
+    inner tensors it is made of (``__tensor_flatten__``). Storage already in ``seen`` is not counted again."""
+    seen = set() if seen is None else seen
+    flatten = getattr(type(tensor), "__tensor_flatten__", None)
+    if flatten is not None and type(tensor) not in (torch.Tensor, nn.Parameter):
+        names, _ = tensor.__tensor_flatten__()
+        return sum(tensor_bytes(getattr(tensor, name), seen) for name in names)
+    if tensor.device.type == "meta":
+        return tensor.numel() * tensor.element_size()
+    key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset())
+    if key in seen:
+        return 0
+    seen.add(key)
+    return tensor.numel() * tensor.element_size()
 
 
 def _file_bytes(*paths: Path) -> int:

@@ -27,6 +27,7 @@ from bench.core.artifact import Artifact, TorchArtifact, present_inputs
 from bench.core.device import Device, synchronize
 from bench.core.text import one_line
 from bench.hardware.peak import PeakResult, peak_note
+from bench.harness.config import WorkloadSettings
 from bench.harness.plan import Cell
 from bench.harness.reference import Reference, References
 from bench.harness.result import BuildResult, CellIdentity, CellOutcome, CellResult, Throughput
@@ -61,6 +62,8 @@ class CellSettings:
     batch_sizes: tuple[int, ...]
     #: processes of this run besides the measuring one (the runner of a worker): not "other" users of the GPU
     run_pids: tuple[int, ...] = ()
+    #: what the generate and sample workloads run (None: forward cells only, as in tests built by hand)
+    workload: WorkloadSettings | None = None
 
 
 @dataclass(frozen=True)
@@ -97,12 +100,9 @@ def measure_cell(
     )
     with PeakRSS() as rss:
         t0 = time.perf_counter()
-        artifact: Artifact = TorchArtifact(module=references.device_copy(ref.module))
-        last_eager = artifact
-        for step in cell.pipeline.passes:
-            artifact = step.apply(artifact, ctx)
-            if isinstance(artifact, TorchArtifact) and not artifact.compiled:
-                last_eager = artifact
+        artifact, last_eager = apply_pipeline(
+            cell, TorchArtifact(module=references.device_copy(ref.module)), ctx
+        )
         tools.synchronize()
         build_s = time.perf_counter() - t0
         work, work_note = _work(cell, last_eager, artifact.precision, ref.inputs, device.torch_name)
@@ -179,6 +179,21 @@ def measure_cell(
         energy=energy,
         samples_ms=tuple(sampled.latencies_ms),
     )
+
+
+def apply_pipeline(cell: Cell, start: TorchArtifact, ctx: PassContext) -> tuple[Artifact, TorchArtifact]:
+    """The pipeline's passes applied in order: the final artifact, and the last eager torch model on the way.
+
+    The last eager model is what work is counted on (a pruned model's FLOPs are its own,
+    a compiled one's are its eager model's).
+    """
+    artifact: Artifact = start
+    last_eager = start
+    for step in cell.pipeline.passes:
+        artifact = step.apply(artifact, ctx)
+        if isinstance(artifact, TorchArtifact) and not artifact.compiled:
+            last_eager = artifact
+    return artifact, last_eager
 
 
 def _work(

@@ -28,6 +28,8 @@ MAX_COUNT = 2**31 - 1
 MAX_MIN_SAMPLES = 100_000
 #: seconds a cell's build may take before the cell counts as hung (see RunConfig.cell_timeout)
 BUILD_ALLOWANCE_S = 300.0
+#: the most sampling steps a run accepts: a DDPM schedule has 1000 timesteps to choose from
+MAX_STEPS = 1000
 
 #: a run file's keys are the command line's flag names (``time-budget = 5``), each naming one field
 FLAG_FIELDS: dict[str, str] = {
@@ -49,8 +51,52 @@ FLAG_FIELDS: dict[str, str] = {
     "cell-timeout": "cell_timeout_s",
     "threads": "threads",
     "repeats": "repeats",
+    "prompt-len": "prompt_len",
+    "new-tokens": "new_tokens",
+    "kv-cache": "kv_cache",
+    "min-token-match": "min_token_match",
+    "steps": "steps",
+    "guidance": "guidance",
+    "sampler": "sampler",
+    "weights": "weights",
 }
 ISOLATIONS: tuple[str, ...] = ("process", "none")
+#: reference_models.causal_lm.CACHE_KINDS and reference_models.samplers.SAMPLERS (a test holds them equal):
+#: written out here so that checking a config imports no model code
+KV_CACHE_KINDS: tuple[str, ...] = ("static", "dynamic")
+SAMPLER_NAMES: tuple[str, ...] = ("ddim", "euler")
+
+
+@dataclass(frozen=True)
+class WorkloadDefaults:
+    """Generation lengths and sampling steps when the run does not give them, per kind of device.
+
+    A GPU gets the lengths published LLM and Stable Diffusion benchmarks use (128-token
+    prompt, 128 new tokens; 50 steps). A 2-core CPU gets lengths that keep the default
+    matrix (gpt and ldm small among the image models) inside 10 minutes: 32 + 32 tokens
+    and 10 steps.
+    """
+
+    prompt_len: int
+    new_tokens: int
+    steps: int
+
+
+GPU_WORKLOAD_DEFAULTS = WorkloadDefaults(prompt_len=128, new_tokens=128, steps=50)
+CPU_WORKLOAD_DEFAULTS = WorkloadDefaults(prompt_len=32, new_tokens=32, steps=10)
+
+
+@dataclass(frozen=True)
+class WorkloadSettings:
+    """What the generate and sample workloads run, with every default resolved for the device."""
+
+    prompt_len: int
+    new_tokens: int
+    kv_cache: str
+    min_token_match: float
+    steps: int
+    guidance: float
+    sampler: str
 
 
 @dataclass(frozen=True)
@@ -83,6 +129,16 @@ class RunConfig:
     )
     threads: int | None = None  # intra-op threads; None: every core this process may use
     repeats: int = 1
+    # the generate workload (gpt, causal LMs); None: the device's default (WorkloadDefaults)
+    prompt_len: int | None = None
+    new_tokens: int | None = None
+    kv_cache: str = "static"
+    min_token_match: float = 0.9  # bench.measure.generation.DEFAULT_MIN_TOKEN_MATCH
+    # the sample workload (ldm); None: the device's default
+    steps: int | None = None
+    guidance: float = 7.5
+    sampler: str = "ddim"
+    weights: str | None = None  # a safetensors checkpoint loaded into the (one) model of the run
 
     def __post_init__(self) -> None:
         self._check_types()
@@ -132,10 +188,49 @@ class RunConfig:
             raise ConfigError(f"--threads must be from 1 to {MAX_COUNT} (got {self.threads})")
         if not 1 <= self.repeats <= MAX_COUNT:
             raise ConfigError(f"--repeats must be from 1 to {MAX_COUNT} (got {self.repeats})")
+        self._check_workload()
         if not math.isfinite(self.cell_timeout()):
             raise ConfigError(
                 f"--time-budget {self.time_budget_s} and --warmup {self.warmup_s} leave no finite cell timeout"
             )
+
+    def _check_workload(self) -> None:
+        for flag, value in (("--prompt-len", self.prompt_len), ("--new-tokens", self.new_tokens)):
+            if value is not None and not 1 <= value <= MAX_COUNT:
+                raise ConfigError(f"{flag} must be a positive number of tokens (got {value})")
+        if self.steps is not None and not 1 <= self.steps <= MAX_STEPS:
+            raise ConfigError(f"--steps must be from 1 to {MAX_STEPS} sampling steps (got {self.steps})")
+        if self.kv_cache not in KV_CACHE_KINDS:
+            raise ConfigError(
+                f"unknown --kv-cache {self.kv_cache!r}; choose from {', '.join(KV_CACHE_KINDS)}"
+                f"{did_you_mean(self.kv_cache, KV_CACHE_KINDS)}"
+            )
+        if self.sampler not in SAMPLER_NAMES:
+            raise ConfigError(
+                f"unknown --sampler {self.sampler!r}; choose from {', '.join(SAMPLER_NAMES)}"
+                f"{did_you_mean(self.sampler, SAMPLER_NAMES)}"
+            )
+        if not 0 <= self.guidance < math.inf:
+            raise ConfigError(
+                f"--guidance must be a finite number >= 0 (got {self.guidance}; 1 turns it off)"
+            )
+        if not 0 <= self.min_token_match <= 1:
+            raise ConfigError(f"--min-token-match must be a share from 0 to 1 (got {self.min_token_match})")
+        if self.weights is not None and not self.weights.strip():
+            raise ConfigError("--weights needs a .safetensors file")
+
+    def workload_settings(self, on_gpu: bool) -> WorkloadSettings:
+        """The generate and sample settings of this run on a GPU (``on_gpu``) or a CPU."""
+        defaults = GPU_WORKLOAD_DEFAULTS if on_gpu else CPU_WORKLOAD_DEFAULTS
+        return WorkloadSettings(
+            prompt_len=self.prompt_len if self.prompt_len is not None else defaults.prompt_len,
+            new_tokens=self.new_tokens if self.new_tokens is not None else defaults.new_tokens,
+            kv_cache=self.kv_cache,
+            min_token_match=float(self.min_token_match),
+            steps=self.steps if self.steps is not None else defaults.steps,
+            guidance=float(self.guidance),
+            sampler=self.sampler,
+        )
 
     def to_json(self) -> dict[str, Any]:
         """The config as JSON values (tuples as lists): what env.json records and a worker process receives."""
@@ -177,6 +272,14 @@ class RunConfig:
             "cell_timeout_s": (int, float, type(None)),
             "threads": (int, type(None)),
             "repeats": (int,),
+            "prompt_len": (int, type(None)),
+            "new_tokens": (int, type(None)),
+            "kv_cache": (str,),
+            "min_token_match": (int, float),
+            "steps": (int, type(None)),
+            "guidance": (int, float),
+            "sampler": (str,),
+            "weights": (str, type(None)),
         }
         for name, types in expected.items():
             value = getattr(self, name)

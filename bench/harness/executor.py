@@ -30,10 +30,12 @@ from bench.core.text import one_line
 from bench.hardware.peak import usable_peak
 from bench.harness.cell import CellSettings, Instruments, measure_cell
 from bench.harness.config import RunConfig
+from bench.harness.generate import measure_generate_cell
 from bench.harness.outcome import outcome_of, skipped
 from bench.harness.plan import Cell, skip_reason
 from bench.harness.reference import References
-from bench.harness.result import CellIdentity, CellOutcome, CellResult
+from bench.harness.result import CellIdentity, CellOutcome, CellResult, PhaseSample
+from bench.harness.sample import measure_sample_cell
 from bench.measure.clocks import timer_for
 from bench.measure.environment import git_sha
 from bench.measure.fingerprint import hardware_fingerprint
@@ -41,11 +43,15 @@ from bench.measure.memory import release_device_cache
 from bench.measure.nvml import open_gpu
 from bench.measure.sampling import SamplingPolicy
 
+#: how a cell of each workload (ModelSpec.workload) is measured
+MEASURES = {"forward": measure_cell, "generate": measure_generate_cell, "sample": measure_sample_cell}
+
 
 class CellRecord(Protocol):
     """What the loop needs of a finished cell: a ``CellResult``, or a row a worker process reported."""
 
     samples_ms: tuple[float, ...]
+    phase_samples: tuple[PhaseSample, ...]
 
     @property
     def status(self) -> str: ...
@@ -83,6 +89,7 @@ class Identities:
             pipeline=cell.pipeline.text,
             batch_size=cell.batch_size,
             item=cell.spec.item,
+            workload=cell.spec.workload,
             threads=torch.get_num_threads(),
             isolation=self.isolation,
             repeat=cell.repeat,
@@ -134,16 +141,18 @@ class InProcessExecutor:
             include_transfers=config.include_transfers and device.is_cuda,
             batch_sizes=config.batch_sizes,
             run_pids=run_pids,
+            workload=config.workload_settings(device.is_cuda),
         )
 
     def run(self, cell: Cell) -> CellResult:
         identity = self.identities.of(cell)
-        reason = skip_reason(cell.pipeline, self.device)
+        reason = skip_reason(cell.pipeline, self.device, cell.spec.workload)
         if reason is not None:
             return CellResult(identity, skipped(reason))
         workdir = self._workdir(cell)
         try:
-            result = measure_cell(cell, identity, self.references, self.tools, self.settings, workdir)
+            measure = MEASURES[cell.spec.workload]
+            result = measure(cell, identity, self.references, self.tools, self.settings, workdir)
         except KeyboardInterrupt:
             raise
         except SystemExit as exc:  # a model calling sys.exit() ends its cell, not the run

@@ -51,7 +51,7 @@ from bench.harness.config import RunConfig
 from bench.harness.executor import Identities
 from bench.harness.outcome import skipped
 from bench.harness.plan import Cell, skip_reason
-from bench.harness.result import PARTS, CellIdentity, CellOutcome, CellResult
+from bench.harness.result import PARTS, CellIdentity, CellOutcome, CellResult, PhaseSample
 from bench.harness.worker import decode_reply, job_for, worker_main
 
 SCRATCH_PREFIX = "genbench-run-"
@@ -76,6 +76,7 @@ class ReportedCell:
 
     values: dict[str, Any]
     samples_ms: tuple[float, ...] = field(default=(), repr=False)
+    phase_samples: tuple[PhaseSample, ...] = field(default=(), repr=False)
 
     def row(self) -> dict[str, Any]:
         return dict(self.values)
@@ -162,7 +163,7 @@ class ProcessExecutor:
 
     def run(self, cell: Cell) -> CellResult | ReportedCell:
         identity = self.identities.of(cell)
-        reason = skip_reason(cell.pipeline, self.device)
+        reason = skip_reason(cell.pipeline, self.device, cell.spec.workload)
         if reason is not None:
             return CellResult(identity, skipped(reason))
         log = self.scratch / f"cell{cell.cell_id:04d}.log"
@@ -248,7 +249,7 @@ class ProcessExecutor:
             _kill(worker)
         _kill_group(worker)  # anything it started and left running goes with it
         try:
-            row, samples, error = decode_reply(data)
+            row, samples, phases, error = decode_reply(data)
         except ValueError as exc:
             return self._failed(identity, "error", f"the worker's reply is malformed: {exc}", log)
         if row is None:
@@ -259,7 +260,7 @@ class ProcessExecutor:
         if late:
             note = f"the worker did not exit within {EXIT_GRACE_S:.0f} s of replying and was killed"
             row["notes"] = "; ".join(n for n in (row.get("notes"), note) if n)
-        return ReportedCell(row, tuple(samples))
+        return ReportedCell(row, tuple(samples), tuple(phases))
 
     def _died(
         self, identity: CellIdentity, code: int | None, kills_before: int | None, log: Path

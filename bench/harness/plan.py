@@ -6,7 +6,9 @@ and a cell that cannot run is a `skipped` row with its reason, not an error.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+
+from torch import nn
 
 from bench.core.device import Device
 from bench.core.errors import PipelineError
@@ -36,10 +38,42 @@ DEFAULT_PIPELINES: tuple[str, ...] = (
     "tensorrt:fp16",
     "tensorrt:int8",
 )
+#: the defaults of the generate and sample workloads (a subset of what they can run, asked for by name):
+#: a causal LM's are the precisions, compile and torchao's weight quantizers; a diffusion pipeline's the
+#: passes that pay off on its convolutional networks. Kept short on purpose: each is a whole generation
+#: or sampling run per sample, so on a 2-core CPU the default matrix stays within 10 minutes.
+WORKLOAD_DEFAULTS: dict[str, tuple[str, ...]] = {
+    "forward": DEFAULT_PIPELINES,
+    "generate": (
+        "fp32",
+        "fp16",
+        "bf16",
+        "compile",
+        "compile:reduce-overhead",
+        "int8wo",
+        "int8dq",
+        "bf16+int4wo",
+    ),
+    "sample": ("fp32", "fp16", "bf16", "channels_last", "compile", "cudagraph", "int8"),
+}
+#: why a generate cell skips a pass that runs on other workloads
+GENERATE_REFUSALS: dict[str, str] = {
+    "channels_last": "it reorders 4-D tensors, and a Transformer has none",
+    "cudagraph": "it captures one input shape, and a generation has two (prefill, decode): "
+    "use compile:reduce-overhead, which captures each",
+    "prune": "pruning attention heads and MLP channels of a causal LM with its KV cache is not built yet "
+    "(Torch-Pruning's dependency graph is set up for the image models)",
+    "sparsity": "not set up for the causal-LM interface yet",
+    "sparse24": "not set up for the causal-LM interface yet",
+    "pt2e-int8": "its torch.export graph takes one forward call, not a generation with a KV cache",
+}
 
 
-def resolve_models(names: tuple[str, ...] | None, custom: tuple[str, ...]) -> list[ModelSpec]:
-    """The reference models named (None: all of them), then the user's ``pkg.module:factory`` models."""
+def resolve_models(
+    names: tuple[str, ...] | None, custom: tuple[str, ...], weights: str | None = None
+) -> list[ModelSpec]:
+    """The reference models named (None: all of them), then the user's models (``pkg.module:factory``,
+    ``hf:PATH``); with ``weights``, that safetensors checkpoint is loaded into the one model named."""
     chosen = list(MODELS) if names is None else names
     specs = []
     for name in chosen:
@@ -48,7 +82,38 @@ def resolve_models(names: tuple[str, ...] | None, custom: tuple[str, ...]) -> li
                 f"unknown model {name!r}; choose from {', '.join(MODELS)}{did_you_mean(name, list(MODELS))}"
             )
         specs.append(MODELS[name])
-    return specs + [load_factory(path) for path in custom]
+    specs += [load_user_model(path) for path in custom]
+    if weights is not None:
+        if len(specs) != 1:
+            raise ValueError(
+                f"--weights loads one checkpoint into one model; this run has {len(specs)} models"
+            )
+        specs = [with_weights(specs[0], weights)]
+    return specs
+
+
+def load_user_model(path: str) -> ModelSpec:
+    """``hf:PATH`` (a local Hugging Face folder) or ``pkg.module:factory``."""
+    if path.startswith("hf:"):
+        from reference_models.hf import load_hf_folder
+
+        return load_hf_folder(path)
+    return load_factory(path)
+
+
+def with_weights(spec: ModelSpec, path: str) -> ModelSpec:
+    """The spec whose every build loads ``path`` (checked now, against a first build, so a checkpoint of
+    the wrong shapes fails before the run starts)."""
+    from reference_models.weights import load_weights
+
+    build = spec.build
+
+    def build_with_weights(size: str) -> nn.Module:
+        module = build(size)
+        load_weights(module, path)
+        return module
+
+    return replace(spec, build=build_with_weights, description=f"{spec.description} (weights from {path})")
 
 
 def resolve_pipelines(texts: tuple[str, ...] | None, device: Device) -> list[Pipeline]:
@@ -63,9 +128,9 @@ def resolve_pipelines(texts: tuple[str, ...] | None, device: Device) -> list[Pip
 
 
 def default_pipelines(device: Device) -> list[Pipeline]:
-    """Every default candidate whose passes are registered in this install."""
+    """Every default candidate of any workload whose passes are registered in this install."""
     parsed = []
-    for text in DEFAULT_PIPELINES:
+    for text in dict.fromkeys(t for texts in WORKLOAD_DEFAULTS.values() for t in texts):
         try:
             parsed.append(parse_pipeline(text))
         except PipelineError:
@@ -73,9 +138,28 @@ def default_pipelines(device: Device) -> list[Pipeline]:
     return parsed
 
 
-def skip_reason(pipeline: Pipeline, device: Device) -> str | None:
-    """Why a pipeline cannot run on ``device`` (None: it can): one of its passes does not apply,
-    or the runtime its final artifact needs does not (an ONNX model on a GPU without onnxruntime's CUDA provider)."""
+def workload_reason(pipeline: Pipeline, workload: str) -> str | None:
+    """Why a pipeline cannot run a workload (None: it can): a generation runs torch models only."""
+    if workload != "generate":
+        return None
+    for step in pipeline.passes:
+        if step.name in GENERATE_REFUSALS:
+            return f"{step.spec} on a generate model: {GENERATE_REFUSALS[step.name]}"
+    if pipeline.final_kind != "torch":
+        return (
+            f"the generate workload runs torch models; this pipeline makes a {pipeline.final_kind} model, "
+            "and an exported decode loop with a KV cache is not built yet"
+        )
+    return None
+
+
+def skip_reason(pipeline: Pipeline, device: Device, workload: str = "forward") -> str | None:
+    """Why a pipeline cannot run on ``device`` (None: it can): the workload does not take it, one of its
+    passes does not apply, or the runtime its final artifact needs does not (an ONNX model on a GPU
+    without onnxruntime's CUDA provider)."""
+    reason = workload_reason(pipeline, workload)
+    if reason is not None:
+        return reason
     for step in pipeline.passes:
         reason = step.applies_to(device)
         if reason is not None:
@@ -119,6 +203,7 @@ def plan_cells(
     pipelines: list[Pipeline],
     batch_sizes: tuple[int, ...],
     repeats: int = 1,
+    defaults: bool = False,
 ) -> list[Cell]:
     """Model-major order, so each model is built once and its reference reused across cells.
 
@@ -127,12 +212,17 @@ def plan_cells(
     the CPU heating) then lands on every cell alike and shows as spread between
     repeats, which compare pools (bench.analysis.verdict), instead of as a
     difference between cells.
+
+    ``defaults``: the pipelines are the default matrix, so each model gets those of them
+    its workload has as defaults (``WORKLOAD_DEFAULTS``); asked for by name, every
+    pipeline meets every model, and one a workload cannot run is a skipped row.
     """
     cells: list[Cell] = []
     for repeat in range(repeats):
         for spec in specs:
             cell_size = size if size in spec.sizes else spec.sizes[0]
+            own = [p for p in pipelines if not defaults or p.text in WORKLOAD_DEFAULTS[spec.workload]]
             for batch in batch_sizes:
-                for pipeline in pipelines:
+                for pipeline in own:
                     cells.append(Cell(len(cells), spec, cell_size, pipeline, batch, repeat))
     return cells

@@ -46,12 +46,14 @@ class References:
         self.seed = seed
         self._modules: dict[tuple[str, str], nn.Module] = {}
         self._references: dict[tuple[str, str, int], Reference] = {}
+        self._workload: dict[tuple[str, str, int, str], dict[str, torch.Tensor]] = {}
 
     def base_module(self, cell: Cell) -> nn.Module:
         key = (cell.spec.name, cell.size)
         if key not in self._modules:
             self._modules.clear()  # one model resident at a time: cells are model-major
             self._references.clear()
+            self._workload.clear()
             self._modules[key] = cell.spec.build(cell.size)
         return self._modules[key]
 
@@ -70,6 +72,21 @@ class References:
             del on_device
             self._references[key] = Reference(module, inputs, output)
         return self._references[key]
+
+    def workload_reference(
+        self, cell: Cell, variant: str, compute: Callable[[], dict[str, torch.Tensor]]
+    ) -> dict[str, torch.Tensor]:
+        """What the fp32 model gives for a generate or sample cell (its tokens and logits, its image).
+
+        ``variant`` names what besides (model, size, batch) the reference depends on
+        (prompt and new-token counts, steps, guidance); ``compute`` makes it, once, as
+        CPU tensors.
+        """
+        key = (cell.spec.name, cell.size, cell.batch_size, variant)
+        if key not in self._workload:
+            self.base_module(cell)  # drops another model's references first
+            self._workload[key] = compute()
+        return self._workload[key]
 
     def calibration(self, cell: Cell) -> Batches:
         """n input batches for calibrating passes, drawn with seeds disjoint from the timed inputs'."""
@@ -111,11 +128,33 @@ class SharedReferences(References):
         super().__init__(device, seed)
         self.folder = folder
 
-    def path(self, cell: Cell) -> Path:
+    def path(self, cell: Cell, variant: str = "") -> Path:
         # the slug for people, a hash of the exact name so that a.b:f and a_b:f never share a file
-        digest = hashlib.sha256(cell.spec.name.encode()).hexdigest()[:8]
+        digest = hashlib.sha256(f"{cell.spec.name}|{variant}".encode()).hexdigest()[:8]
         name = f"{slug(cell.spec.name)}-{digest}-{cell.size}-b{cell.batch_size}-seed{self.seed}.pt"
         return self.folder / name
+
+    def workload_reference(
+        self, cell: Cell, variant: str, compute: Callable[[], dict[str, torch.Tensor]]
+    ) -> dict[str, torch.Tensor]:
+        key = (cell.spec.name, cell.size, cell.batch_size, variant)
+        if key in self._workload:
+            return self._workload[key]
+        path = self.path(cell, variant)
+        if path.is_file():
+            saved = torch.load(path, map_location="cpu", weights_only=True)
+            self._workload[key] = saved
+            return saved
+        reference = super().workload_reference(cell, variant, compute)
+        self._save(path, reference)
+        return reference
+
+    @staticmethod
+    def _save(path: Path, tensors: dict[str, object]) -> None:
+        """Written to a temp file and renamed: a worker killed mid-write leaves no half file."""
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        torch.save(tensors, tmp)
+        os.replace(tmp, path)
 
     def get(self, cell: Cell) -> Reference:
         key = (cell.spec.name, cell.size, cell.batch_size)
@@ -128,7 +167,5 @@ class SharedReferences(References):
             self._references[key] = reference
             return reference
         reference = super().get(cell)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        torch.save({"inputs": list(reference.inputs), "output": reference.output}, tmp)
-        os.replace(tmp, path)
+        self._save(path, {"inputs": list(reference.inputs), "output": reference.output})
         return reference

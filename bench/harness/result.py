@@ -19,8 +19,10 @@ from bench.core.precision import peak_key
 from bench.core.statuses import STATUSES
 from bench.hardware.peak import PeakResult
 from bench.measure.contention import HostContention
+from bench.measure.diffusion import SamplingMetrics
 from bench.measure.energy import EnergyWindow
 from bench.measure.fidelity import Fidelity
+from bench.measure.generation import GenerationMetrics, TokenFidelity
 from bench.measure.gpu_watch import GpuObservation
 from bench.measure.memory import Footprint
 from bench.measure.stats import LatencyStats
@@ -45,6 +47,7 @@ class CellIdentity(RowPart):
     pipeline: str
     batch_size: int
     item: str
+    workload: str  # forward | generate | sample (reference_models.spec.WORKLOADS)
     threads: int  # intra-op threads the cell ran with (torch.get_num_threads in the process that ran it)
     isolation: str  # process | none
     repeat: int  # which pass over the matrix (run --repeats), from 0
@@ -53,7 +56,7 @@ class CellIdentity(RowPart):
 
     COLUMNS: ClassVar[tuple[str, ...]] = (
         "run_id", "cell_id", "started_at", "host", "device", "device_name", "hw_id", "model", "size", "family",
-        "pipeline", "batch_size", "item", "threads", "isolation", "repeat", "torch_version", "git_sha",
+        "pipeline", "batch_size", "item", "workload", "threads", "isolation", "repeat", "torch_version", "git_sha",
     )  # fmt: skip
 
 
@@ -121,11 +124,14 @@ def pct_of_peak(peak: PeakResult | None, precision: str, achieved_flops_s: float
     return 100.0 * achieved_flops_s / rate if rate else math.nan
 
 
+_SAMPLE_FIELDS = ("samples_ms", "phase_samples")
 #: the parts of a row, in the order their columns are filled
 PARTS: tuple[type, ...] = (
     CellIdentity, CellOutcome, BuildResult, LatencyStats, HostContention, Throughput, Transfers, Footprint,
-    WorkPerItem, Fidelity, GpuObservation, EnergyWindow,
+    WorkPerItem, Fidelity, GpuObservation, EnergyWindow, GenerationMetrics, TokenFidelity, SamplingMetrics,
 )  # fmt: skip
+#: a phase of a cell's raw samples (samples.csv): (phase, iter, step, ms)
+PhaseSample = tuple[str, int, int, float]
 
 
 @dataclass(frozen=True)
@@ -144,11 +150,18 @@ class CellResult:
     fidelity: Fidelity | None = None
     gpu: GpuObservation | None = None
     energy: EnergyWindow | None = None
+    generation: GenerationMetrics | None = None
+    tokens: TokenFidelity | None = None
+    sampling: SamplingMetrics | None = None
+    #: one per timed call of the workload (a forward call, a whole generation, a whole sampling run)
     samples_ms: tuple[float, ...] = field(default=(), repr=False)
+    #: the steps inside those calls: a generation's prefill and decode steps, a sampling run's UNet calls
+    #: and VAE decode (empty for a forward cell)
+    phase_samples: tuple[PhaseSample, ...] = field(default=(), repr=False)
 
     def parts(self) -> tuple[Any, ...]:
         """The row parts, in field order (which is PARTS's order: a test holds them aligned)."""
-        return tuple(getattr(self, f.name) for f in fields(self) if f.name != "samples_ms")
+        return tuple(getattr(self, f.name) for f in fields(self) if f.name not in _SAMPLE_FIELDS)
 
     @property
     def status(self) -> str:

@@ -43,7 +43,7 @@ class Runner:
             for cell in cells:
                 self.on_cell_start(cell)
                 result = self.executor.run(cell)
-                self.writer.add(result.row(), list(result.samples_ms))
+                self.writer.add(result.row(), list(result.samples_ms), result.phase_samples)
                 self.on_cell_done(result)
         finally:
             close = getattr(self.executor, "close", None)

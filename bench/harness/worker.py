@@ -34,8 +34,9 @@ from bench.harness.config import RunConfig
 from bench.harness.executor import InProcessExecutor
 from bench.harness.plan import Cell, resolve_models
 from bench.harness.reference import SharedReferences
-from bench.harness.result import CellResult
+from bench.harness.result import CellResult, PhaseSample
 from optimizers.registry import parse_pipeline
+from reference_models import MODELS
 
 
 def job_for(
@@ -48,7 +49,7 @@ def job_for(
     artifacts_dir: Path | None,
 ) -> dict[str, Any]:
     """What a worker needs to rebuild and run ``cell``: names and numbers only."""
-    custom = cell.spec.family == "custom"
+    custom = cell.spec.name not in MODELS  # a user's model (pkg.mod:factory, hf:PATH) is resolved by its path
     return {
         "config": config.to_json(),
         "device": device,
@@ -77,7 +78,9 @@ def _redirect_output(log: str) -> None:
     os.close(fd)
 
 
-def run_job(job: dict[str, Any], artifacts_dir: Path | None) -> tuple[dict[str, Any], list[float]]:
+def run_job(
+    job: dict[str, Any], artifacts_dir: Path | None
+) -> tuple[dict[str, Any], list[float], list[PhaseSample]]:
     """Run the job's cell here; its row and samples (the executor turns every failure into a row)."""
     config = RunConfig.from_json(job["config"])  # InProcessExecutor applies config.threads
     device = parse_device(job["device"])
@@ -90,7 +93,8 @@ def run_job(job: dict[str, Any], artifacts_dir: Path | None) -> tuple[dict[str, 
     # after the context: its host memory is the runtime's, like the interpreter's and torch's
     empty_rss_mb = psutil.Process().memory_info().rss / 2**20
     name = job["model"]
-    (spec,) = resolve_models((), (name,)) if job["custom"] else resolve_models((name,), ())
+    models, custom = ((), (name,)) if job["custom"] else ((name,), ())
+    (spec,) = resolve_models(models, custom, config.weights)
     cell = Cell(
         job["cell_id"], spec, job["size"], parse_pipeline(job["pipeline"]), job["batch_size"], job["repeat"]
     )
@@ -111,7 +115,7 @@ def run_job(job: dict[str, Any], artifacts_dir: Path | None) -> tuple[dict[str, 
     if notes:
         joined = "; ".join(n for n in (result.outcome.notes, *notes) if n)
         result = replace(result, outcome=replace(result.outcome, notes=joined))
-    return result.row(), list(result.samples_ms)
+    return result.row(), list(result.samples_ms), list(result.phase_samples)
 
 
 def _plain(value: Any) -> Any:
@@ -121,9 +125,15 @@ def _plain(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not plain data")
 
 
-def encode_reply(row: dict[str, Any] | None, samples: list[float], error: str | None = None) -> bytes:
+def encode_reply(
+    row: dict[str, Any] | None,
+    samples: list[float],
+    error: str | None = None,
+    phases: list[PhaseSample] | None = None,
+) -> bytes:
     """The reply as JSON; NaN and infinities kept (Python's json reads them back)."""
-    return json.dumps({"row": row, "samples": samples, "error": error}, default=_plain).encode()
+    reply = {"row": row, "samples": samples, "phases": phases or [], "error": error}
+    return json.dumps(reply, default=_plain).encode()
 
 
 def worker_main(job_text: str, reply: Connection) -> None:
@@ -133,16 +143,18 @@ def worker_main(job_text: str, reply: Connection) -> None:
     _redirect_output(job["log"])
     artifacts = job.get("artifacts_dir")
     try:
-        row, samples = run_job(job, Path(artifacts) if artifacts else None)
-        payload = encode_reply(row, samples)
+        row, samples, phases = run_job(job, Path(artifacts) if artifacts else None)
+        payload = encode_reply(row, samples, phases=phases)
     except BaseException as exc:  # planning the cell failed here (a model or plugin that no longer imports)
         payload = encode_reply(None, [], f"{type(exc).__name__}: {exc}".splitlines()[0][:300])
     reply.send_bytes(payload)
     reply.close()
 
 
-def decode_reply(data: bytes) -> tuple[dict[str, Any] | None, list[float], str | None]:
-    """The worker's reply back as (row, samples, error); ValueError when it is not what a worker sends."""
+def decode_reply(
+    data: bytes,
+) -> tuple[dict[str, Any] | None, list[float], list[PhaseSample], str | None]:
+    """The worker's reply back as (row, samples, phase samples, error); ValueError when it is not what a worker sends."""
     reply = json.loads(data.decode())
     if not isinstance(reply, dict):
         raise ValueError("the reply is not a JSON object")
@@ -153,4 +165,18 @@ def decode_reply(data: bytes) -> tuple[dict[str, Any] | None, list[float], str |
         raise ValueError("the reply's samples are not numbers")
     if error is not None and not isinstance(error, str):
         raise ValueError("the reply's error is not text")
-    return row, [float(x) for x in samples if not math.isnan(x)], error
+    phases = reply.get("phases", [])
+    if not isinstance(phases, list) or not all(_is_phase_sample(p) for p in phases):
+        raise ValueError("the reply's phase samples are not (phase, iter, step, ms)")
+    kept = [(str(p), int(i), int(s), float(ms)) for p, i, s, ms in phases if not math.isnan(ms)]
+    return row, [float(x) for x in samples if not math.isnan(x)], kept, error
+
+
+def _is_phase_sample(item: Any) -> bool:
+    return (
+        isinstance(item, list)
+        and len(item) == 4
+        and isinstance(item[0], str)
+        and all(isinstance(x, int) and not isinstance(x, bool) for x in item[1:3])
+        and isinstance(item[3], (int, float))
+    )

@@ -34,12 +34,19 @@ class Fidelity(RowPart):
     max_abs_err: float
     cosine: float
     min_psnr_db: float = DEFAULT_MIN_PSNR_DB  # the quality gate (--min-psnr) ``ok`` applies
+    #: the gate's verdict when another measure decides it (a generate cell's token match); None: the PSNR's
+    passed: bool | None = None
 
     COLUMNS: ClassVar[tuple[str, ...]] = ("psnr_db", "max_abs_err", "cosine", "fidelity_ok")
 
     @property
     def ok(self) -> bool:
-        return self.psnr_db >= self.min_psnr_db
+        return self.passed if self.passed is not None else self.psnr_db >= self.min_psnr_db
+
+    @classmethod
+    def gated_by(cls, passed: bool) -> Fidelity:
+        """No image to compare (a generate cell): the PSNR columns empty, the gate decided elsewhere."""
+        return cls(math.nan, math.nan, math.nan, passed=passed)
 
     def columns(self) -> dict[str, Any]:
         return {

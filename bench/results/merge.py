@@ -104,8 +104,15 @@ def write_run(out: Path, cells: pd.DataFrame, samples: pd.DataFrame, env: dict[s
         for row in cells[list(CELL_COLUMNS)].to_dict(orient="records")
     ]
     writer.samples = [
-        (int(c), int(i), float(ms))
-        for c, i, ms in zip(samples["cell_id"], samples["iter"], samples["latency_ms"], strict=True)
+        (int(c), int(i), str(phase), int(step), float(ms))
+        for c, i, phase, step, ms in zip(
+            samples["cell_id"],
+            samples["iter"],
+            samples["phase"],
+            samples["step"],
+            samples["latency_ms"],
+            strict=True,
+        )
     ]
     writer.flush()
 

@@ -14,7 +14,7 @@ import pandas as pd
 
 from bench.core.statuses import STATUSES
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 #: column -> pandas dtype. Nullable dtypes, because a skipped cell has no latency.
 CELL_COLUMNS: dict[str, str] = {
@@ -50,6 +50,7 @@ CELL_COLUMNS: dict[str, str] = {
     "gpu_other_procs": "Int64",
     "throughput_items_s": "float64",
     "item": "string",
+    "workload": "string",  # forward | generate | sample: what one timed call (a latency sample) is
     "first_call_ms": "float64",
     "transfer_h2d_ms": "float64",
     "transfer_d2h_ms": "float64",
@@ -79,6 +80,36 @@ CELL_COLUMNS: dict[str, str] = {
     "max_abs_err": "float64",
     "cosine": "float64",
     "fidelity_ok": "boolean",
+    # the generate workload (bench.measure.generation says each definition)
+    "prompt_len": "Int64",
+    "new_tokens": "Int64",
+    "kv_cache": "string",  # static | dynamic
+    "ttft_ms": "float64",
+    "tpot_ms": "float64",
+    "itl_ms_p50": "float64",
+    "itl_ms_p99": "float64",
+    "e2e_ms": "float64",
+    "output_tokens_s": "float64",
+    "tokens_s_per_seq": "float64",
+    "prefill_tokens_s": "float64",
+    "kv_cache_mb": "float64",
+    "decode_gb_s": "float64",
+    "pct_of_bandwidth": "float64",
+    "energy_j_per_token_prefill": "float64",
+    "energy_j_per_token_decode": "float64",
+    "token_match": "float64",
+    "kl_div": "float64",
+    "greedy_match_len": "float64",
+    # the sample workload (bench.measure.diffusion)
+    "steps": "Int64",
+    "guidance": "float64",
+    "sampler": "string",
+    "s_per_image": "float64",
+    "images_s": "float64",
+    "it_s": "float64",
+    "unet_step_ms": "float64",
+    "vae_decode_ms": "float64",
+    "sampler_overhead_ms": "float64",
     "threads": "Int64",
     "isolation": "string",  # process | none
     "repeat": "Int64",
@@ -109,8 +140,57 @@ COLUMNS_SINCE: dict[str, int] = {
         ),
         4,
     ),  # fmt: skip
+    **dict.fromkeys(
+        (
+            "workload",
+            "prompt_len",
+            "new_tokens",
+            "kv_cache",
+            "ttft_ms",
+            "tpot_ms",
+            "itl_ms_p50",
+            "itl_ms_p99",
+            "e2e_ms",
+            "output_tokens_s",
+            "tokens_s_per_seq",
+            "prefill_tokens_s",
+            "kv_cache_mb",
+            "decode_gb_s",
+            "pct_of_bandwidth",
+            "energy_j_per_token_prefill",
+            "energy_j_per_token_decode",
+            "token_match",
+            "kl_div",
+            "greedy_match_len",
+            "steps",
+            "guidance",
+            "sampler",
+            "s_per_image",
+            "images_s",
+            "it_s",
+            "unet_step_ms",
+            "vae_decode_ms",
+            "sampler_overhead_ms",
+        ),
+        5,
+    ),  # fmt: skip
 }
-SAMPLE_COLUMNS: dict[str, str] = {"cell_id": "Int64", "iter": "Int64", "latency_ms": "float64"}
+#: what a row written before schema 5 held: every cell timed one forward call
+DEFAULT_WORKLOAD = "forward"
+#: ``phase`` says what a sample times: the workload's whole call (``forward``, ``generate``, ``sample``:
+#: the cell's latency samples, one per ``iter``) or a step inside it (``prefill``, ``decode`` of a
+#: generation; ``unet``, ``vae`` of a sampling run), ``step`` its index within the call
+SAMPLE_COLUMNS: dict[str, str] = {
+    "cell_id": "Int64",
+    "iter": "Int64",
+    "phase": "string",
+    "step": "Int64",
+    "latency_ms": "float64",
+}
+#: the phases that are whole calls: the samples compare's bootstrap resamples
+CALL_PHASES: tuple[str, ...] = ("forward", "generate", "sample")
+#: sample columns added after schema 1: a samples.csv written before them reads back as forward calls
+SAMPLE_DEFAULTS: dict[str, Any] = {"phase": "forward", "step": 0}
 #: the columns that say which cell a row is: `compare` joins two runs' rows on them
 COMPARISON_KEY: tuple[str, ...] = (
     "model",

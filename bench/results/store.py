@@ -28,9 +28,12 @@ import pandas as pd
 
 from bench.core.errors import RunError
 from bench.results.schema import (
+    CALL_PHASES,
     CELL_COLUMNS,
     COLUMNS_SINCE,
+    DEFAULT_WORKLOAD,
     SAMPLE_COLUMNS,
+    SAMPLE_DEFAULTS,
     SCHEMA_VERSION,
     STATUSES,
     apply_schema,
@@ -166,7 +169,7 @@ def read_cells(path: Path) -> pd.DataFrame:
     frame = _csv_frame(table)
     for column in COLUMNS_SINCE:
         if column not in frame.columns:
-            frame[column] = pd.NA
+            frame[column] = DEFAULT_WORKLOAD if column == "workload" else pd.NA
     missing = [c for c in CELL_COLUMNS if c not in frame.columns]
     if missing:
         raise RunError(f"{table} has another schema: missing columns {', '.join(missing)}")
@@ -179,6 +182,9 @@ def read_samples(path: Path) -> pd.DataFrame:
     if not table.is_file():
         raise RunError(f"no samples.csv at {path}")
     samples = _csv_frame(table)
+    for column, value in SAMPLE_DEFAULTS.items():  # a samples.csv from before schema 5
+        if column not in samples.columns:
+            samples[column] = value
     missing = [c for c in SAMPLE_COLUMNS if c not in samples.columns]
     if missing:
         raise RunError(f"{table} has another schema: missing columns {', '.join(missing)}")
@@ -208,10 +214,15 @@ class Run:
         return [self.env] if self.env else []
 
     def samples_by_cell(self) -> dict[int, np.ndarray]:
-        """cell_id -> latencies in ms, in iteration order."""
+        """cell_id -> latencies in ms of the workload's whole calls, in iteration order.
+
+        A forward call, a generation or a sampling run (``CALL_PHASES``); the steps inside
+        them (``phase_samples``) are left out.
+        """
         if self.samples.empty:
             return {}
-        ordered = self.samples.sort_values(["cell_id", "iter"])
+        calls = self.samples[self.samples["phase"].isin(CALL_PHASES)]
+        ordered = calls.sort_values(["cell_id", "iter"])
         return {
             int(cid): group["latency_ms"].to_numpy(dtype=float)
             for cid, group in ordered.groupby("cell_id", sort=False)

@@ -23,14 +23,14 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from bench.core.errors import EnvironmentProblem, RunError
-from bench.results.schema import SAMPLE_COLUMNS, SCHEMA_VERSION, apply_schema, cells_frame
+from bench.results.schema import DEFAULT_WORKLOAD, SAMPLE_COLUMNS, SCHEMA_VERSION, apply_schema, cells_frame
 
 MANIFEST = "manifest.json"
 #: what the writer writes, data tables in the order a flush replaces them: cells before samples,
@@ -120,7 +120,7 @@ class ResultWriter:
             raise EnvironmentProblem(f"cannot write to {self.out_dir}: {_reason(exc)}") from None
         self._remove_stale_temp_files()
         self.rows: list[dict[str, Any]] = []
-        self.samples: list[tuple[int, int, float]] = []
+        self.samples: list[tuple[int, int, str, int, float]] = []  # SAMPLE_COLUMNS
 
     def _remove_stale_temp_files(self) -> None:
         """Only this writer's own temp names (``.cells.csv.<random>.tmp``): nothing else in the folder."""
@@ -137,12 +137,22 @@ class ResultWriter:
         text = json.dumps(payload, indent=2, default=str, allow_nan=False)
         _atomic_write(self.out_dir / "env.json", lambda p: p.write_text(text))
 
-    def add(self, row: dict[str, Any], latencies_ms: list[float]) -> None:
+    def add(
+        self,
+        row: dict[str, Any],
+        latencies_ms: list[float],
+        phase_samples: Iterable[tuple[str, int, int, float]] = (),
+    ) -> None:
         """Keep a finished cell and flush. When the flush is refused the cell stays in memory (a
-        later flush writes it) and the files on disk stay at the previous manifest."""
+        later flush writes it) and the files on disk stay at the previous manifest.
+
+        ``latencies_ms`` are the workload's whole calls (phase = the row's workload);
+        ``phase_samples`` the (phase, iter, step, ms) of the steps inside them."""
         cell_id = row["cell_id"]
+        call_phase = row.get("workload") or DEFAULT_WORKLOAD
         self.rows.append(row)
-        self.samples.extend((cell_id, i, ms) for i, ms in enumerate(latencies_ms))
+        self.samples.extend((cell_id, i, call_phase, 0, ms) for i, ms in enumerate(latencies_ms))
+        self.samples.extend((cell_id, i, phase, step, ms) for phase, i, step, ms in phase_samples)
         self.flush()
 
     def frame(self) -> pd.DataFrame:

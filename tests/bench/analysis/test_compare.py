@@ -65,7 +65,9 @@ def make_run(
         if data is not None and len(data) and row["status"] == "ok":
             row["latency_ms_p50"] = float(np.median(data))
             row["throughput_items_s"] = row["batch_size"] / (row["latency_ms_p50"] / 1e3)
-    long = [(cid, i, float(ms)) for cid, values in samples.items() for i, ms in enumerate(values)]
+    long = [
+        (cid, i, "forward", 0, float(ms)) for cid, values in samples.items() for i, ms in enumerate(values)
+    ]
     sample_frame = pd.DataFrame(long, columns=list(SAMPLE_COLUMNS))
     run_env = {
         "run_id": folder.name,

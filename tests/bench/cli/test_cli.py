@@ -16,7 +16,7 @@ TINY = ["--size", "tiny", "--time-budget", "0.1", "--min-samples", "3"]
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["run", "--models", "gpt"], "unknown model 'gpt'; choose from dcgan, vae, unet"),
+        (["run", "--models", "llama"], "unknown model 'llama'; choose from dcgan, vae, unet, gpt, ldm"),
         (["run", "--models", "unte"], "did you mean unet?"),
         (["run", "--pipelines", "channel_last"], "did you mean channels_last?"),
         (["run", "--pipeline", "fp32"], "unrecognized arguments: --pipeline fp32; did you mean --pipelines?"),
@@ -189,7 +189,7 @@ def test_env_prints_json(capsys) -> None:
         ('seed = "x"', "seed must be int"),
         ("time_budget_s = true", "time_budget_s must be int or float"),
         ("batch_sizes = [1.5]", "batch_sizes must be integers"),
-        ('models = "dcgan,gpt"', "unknown model 'gpt'"),
+        ('models = "dcgan,llama"', "unknown model 'llama'"),
     ],
 )
 def test_config_values_are_type_checked(tmp_path, capsys, toml, message) -> None:

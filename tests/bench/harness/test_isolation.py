@@ -126,7 +126,7 @@ def test_a_reference_is_computed_once_and_loaded_by_later_workers(tmp_path: Path
 
 
 def test_a_worker_reply_is_plain_json_and_malformed_ones_are_refused() -> None:
-    row, samples, error = decode_reply(encode_reply({"status": "ok", "x": float("nan")}, [1.0, 2.0]))
+    row, samples, _, error = decode_reply(encode_reply({"status": "ok", "x": float("nan")}, [1.0, 2.0]))
     assert row is not None and row["status"] == "ok" and samples == [1.0, 2.0] and error is None
     for bad in (b"[1, 2]", b'{"row": 3}', b'{"row": null, "samples": ["a"]}'):
         with pytest.raises(ValueError):

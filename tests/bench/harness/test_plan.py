@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 from bench.core.device import Device
-from bench.harness.plan import DEFAULT_PIPELINES, default_pipelines, plan_cells, resolve_models
+from bench.harness.plan import (
+    DEFAULT_PIPELINES,
+    WORKLOAD_DEFAULTS,
+    default_pipelines,
+    plan_cells,
+    resolve_models,
+)
 from optimizers.registry import parse_pipeline
 
 
 def test_every_default_pipeline_parses_so_none_is_left_out_silently() -> None:
     # default_pipelines skips a default whose pass is not installed: with every extra here, none may go missing
-    assert [p.text for p in default_pipelines(Device("cpu"))] == list(DEFAULT_PIPELINES)
+    every = dict.fromkeys(t for texts in WORKLOAD_DEFAULTS.values() for t in texts)
+    assert [p.text for p in default_pipelines(Device("cpu"))] == list(every)
+    assert set(DEFAULT_PIPELINES) <= set(every)
 
 
 def test_cells_are_model_major_with_ids_in_order() -> None:

@@ -15,8 +15,10 @@ from bench.harness.result import (
     Throughput,
 )
 from bench.measure.contention import HostContention
+from bench.measure.diffusion import SamplingMetrics
 from bench.measure.energy import EnergyReading, EnergyWindow
 from bench.measure.fidelity import Fidelity
+from bench.measure.generation import GenerationMetrics, TokenFidelity
 from bench.measure.gpu_watch import GpuObservation
 from bench.measure.memory import Footprint
 from bench.measure.nvml import GpuState
@@ -31,7 +33,7 @@ README = Path(__file__).resolve().parents[3] / "README.md"
 def _identity() -> CellIdentity:
     return CellIdentity(
         "run", 0, "2026-12-02T00:00:00+00:00", "host", "cpu", "CPU", "0123456789ab", "dcgan", "tiny", "gan",
-        "fp32", 2, "image", 2, "none", 0, "2.13.0", "abc",
+        "fp32", 2, "image", "forward", 2, "none", 0, "2.13.0", "abc",
     )  # fmt: skip
 
 
@@ -50,6 +52,12 @@ def _full_result() -> CellResult:
         fidelity=Fidelity(math.inf, 0.0, 1.0),
         gpu=GpuObservation(math.nan, state, state),
         energy=EnergyWindow(EnergyReading(10.0, 1.0, 50), calls=100, items_per_call=2),
+        # a real cell has at most one workload's part; every part here, so every column is checked
+        generation=GenerationMetrics(
+            32, 32, "static", 5.0, 1.0, 1.0, 1.2, 36.0, 1777.0, 1000.0, 12800.0, 0.5, 20.0, 50.0
+        ),
+        tokens=TokenFidelity(1.0, 0.0, 32.0),
+        sampling=SamplingMetrics(10, 7.5, "ddim", 0.5, 2.0, 20.0, 40.0, 90.0, 10.0),
         samples_ms=(1.0, 1.1, 0.9, 1.0),
     )
 
