@@ -147,7 +147,7 @@ def workload_reason(pipeline: Pipeline, workload: str) -> str | None:
             return f"{step.spec} on a generate model: {GENERATE_REFUSALS[step.name]}"
     if pipeline.final_kind != "torch":
         return (
-            f"the generate workload runs torch models; this pipeline makes a {pipeline.final_kind} model, "
+            f"the generate workload runs torch models; this pipeline makes {pipeline.final_kind} models, "
             "and an exported decode loop with a KV cache is not built yet"
         )
     return None
