@@ -135,7 +135,11 @@ def _check_inputs(path: str, inputs: Any) -> tuple[torch.Tensor, ...]:
 
 
 def generate_spec(
-    name: str, build: Callable[[str], nn.Module], vocab_size: int, description: str
+    name: str,
+    build: Callable[[str], nn.Module],
+    vocab_size: int,
+    description: str,
+    context: int | None = None,
 ) -> ModelSpec:
     """A one-size (``"custom"``) spec of a user's causal LM: one timed call is a whole generation.
 
@@ -161,6 +165,7 @@ def generate_spec(
         sizes=(CUSTOM_SIZE,),
         description=description,
         workload="generate",
+        context_length=(lambda size: context) if context is not None else None,
     )
 
 
@@ -177,8 +182,13 @@ def _causal_lm_spec(path: str, factory: Callable[[], Any], model: nn.Module) -> 
     from reference_models.hf import TransformersCausalLM
 
     wrapped = f" ({type(model.model).__name__})" if isinstance(model, TransformersCausalLM) else ""
+    context = model.max_seq_len if isinstance(model.max_seq_len, int) else None
     return generate_spec(
-        name=path, build=build, vocab_size=vocab_size, description=f"user causal LM{wrapped} from {path}"
+        name=path,
+        build=build,
+        vocab_size=vocab_size,
+        description=f"user causal LM{wrapped} from {path}",
+        context=context,
     )
 
 

@@ -268,9 +268,11 @@ def load_hf_folder(path: str) -> ModelSpec:
     vocab_size = _config_int(config.get_text_config(decoder=True), "vocab_size")
     if vocab_size is None:
         raise ValueError(f"{name}: config.json has no vocab_size")
+    text_config = config.get_text_config(decoder=True)
     return generate_spec(
         name=name,
         build=build,
         vocab_size=vocab_size,
         description=f"transformers {type(config).__name__.removesuffix('Config')} from {folder}; {found}",
+        context=_config_int(text_config, "max_position_embeddings", "n_positions"),
     )
