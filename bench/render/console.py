@@ -1,9 +1,10 @@
-"""Rich console output: progress over cells and a summary table per model."""
+"""Rich console output: progress over cells and a summary table per model, with its workload's columns."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import pandas as pd
 from rich.console import Console
@@ -18,7 +19,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from bench.analysis.report import speedups
+from bench.analysis.report import WORKLOAD_METRICS, low_fidelity, settings_text, speedups, workload_of
 from bench.core.numbers import fixed, psnr
 from bench.render.tables import Cell, Column, Notes, fit_table
 
@@ -63,58 +64,107 @@ def with_speedup(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def summary_tables(frame: pd.DataFrame, width: int | None = None) -> list[Table]:
-    """One table per model: pipeline, batch, p50, items/s, speedup vs fp32, peak MB, PSNR, status.
+    """One table per model, with its workload's columns.
+
+    A forward model's: pipeline, batch, p50, items/s, speedup vs fp32, peak MB, PSNR,
+    status. A generate model's and a sample model's: pipeline, batch, the columns of
+    ``bench.analysis.report.WORKLOAD_METRICS`` (the report's, so the two agree), status;
+    the speedup is on the workload's own speed (output tokens/s, s/image).
 
     Reasons of cells that did not run go in the table's caption, one line per distinct
     reason, so the table stays readable in an 80-column terminal; at a narrow ``width``
-    the peak memory, then the speedup, are left out before anything else.
+    the lowest-ranked columns (a forward table's peak memory, then its speedup) are left
+    out before anything else.
     """
     width = make_console().width if width is None else width  # the width the run command prints at
     tables = []
     frame = with_speedup(frame)
+    frame["speedup"] = frame["speedup_vs_fp32"]  # the name WORKLOAD_METRICS reads
     for (model, size), group in frame.groupby(["model", "size"], sort=False):
-        item = str(group["item"].iloc[0])
-        notes = Notes()
-        rows: list[list[Cell]] = []
-        repeated = group["repeat"].fillna(0).nunique() > 1
-        contended = group[(group["status"] == "ok") & group["contended"].fillna(False).astype(bool)]
-        for row in group.sort_values(["batch_size", "cell_id"]).itertuples(index=False):
-            peak = row.peak_device_mem_mb if pd.notna(row.peak_device_mem_mb) else row.peak_host_rss_mb
-            status = str(row.status)
-            shown = status
-            if status != "ok":
-                shown = f"{status} {notes.ref(str(row.reason))}"
-            if status == "ok" and row.noisy:
-                shown = "noisy"
-            if status == "ok" and not pd.isna(row.contended) and bool(row.contended):
-                shown = (
-                    "contended"  # above noisy: the spread may be tight and the number still someone else's
-                )
-            if status == "ok" and not pd.isna(row.fidelity_ok) and not bool(row.fidelity_ok):
-                shown += ", low PSNR"
-            rows.append(
-                [
-                    str(row.pipeline) + (f" #{int(row.repeat)}" if repeated else ""), str(row.batch_size),
-                    fixed(row.latency_ms_p50, 2),
-                    fixed(row.throughput_items_s, 1), fixed(row.speedup_vs_fp32, 2, "x"), fixed(peak, 0),
-                    psnr(row.psnr_db), Text(shown, style=STATUS_STYLE.get(status, "")),
-                ]
-            )  # fmt: skip
-        columns = [
-            Column("pipeline", fixed=True), Column.number("batch"), Column.number("p50 ms"), Column.number(f"{item}/s"),
-            Column.number("speedup", drop=1), Column.number("peak MB", drop=2), Column.number("PSNR dB"),
-            Column("status", fixed=True),
-        ]  # fmt: skip
-        table, left_out = fit_table(
-            columns, rows, width, title=f"{model} ({size}) on {group['device_name'].iloc[0]}", title_justify="left",
-            elsewhere="cells.csv has them",
-        )  # fmt: skip
-        caption = [*notes.lines(), _contended_line(contended), left_out]
-        if any(caption):
-            table.caption = "\n".join(line for line in caption if line)
-            table.caption_justify = "left"
-        tables.append(table)
+        workload = workload_of(group)
+        if workload in WORKLOAD_METRICS:
+            tables.append(_workload_table(str(model), str(size), group, workload, width))
+        else:
+            tables.append(_forward_table(str(model), str(size), group, width))
     return tables
+
+
+def _status_cell(row: Any, notes: Notes, low: str) -> Text:
+    """The status, its reason's note number, noisy or contended, and ``low`` when fidelity failed."""
+    status = str(row.status)
+    shown = status
+    if status != "ok":
+        shown = f"{status} {notes.ref(str(row.reason))}"
+    if status == "ok" and row.noisy:
+        shown = "noisy"
+    if status == "ok" and not pd.isna(row.contended) and bool(row.contended):
+        shown = "contended"  # above noisy: the spread may be tight and the number still someone else's
+    if status == "ok" and not pd.isna(row.fidelity_ok) and not bool(row.fidelity_ok):
+        shown += f", {low}"
+    return Text(shown, style=STATUS_STYLE.get(status, ""))
+
+
+def _pipeline_cell(row: Any, repeated: bool) -> str:
+    return str(row.pipeline) + (f" #{int(row.repeat)}" if repeated else "")
+
+
+def _finish(
+    columns: list[Column], rows: list[list[Cell]], group: pd.DataFrame, title: str, notes: Notes, width: int
+) -> Table:
+    """Fit the table to ``width``; its caption: the reasons, the contended cells, what was left out."""
+    table, left_out = fit_table(
+        columns, rows, width, title=title, title_justify="left", elsewhere="cells.csv has them"
+    )
+    contended = group[(group["status"] == "ok") & group["contended"].fillna(False).astype(bool)]
+    caption = [*notes.lines(), _contended_line(contended), left_out]
+    if any(caption):
+        table.caption = "\n".join(line for line in caption if line)
+        table.caption_justify = "left"
+    return table
+
+
+def _forward_table(model: str, size: str, group: pd.DataFrame, width: int) -> Table:
+    item = str(group["item"].iloc[0])
+    notes = Notes()
+    rows: list[list[Cell]] = []
+    repeated = group["repeat"].fillna(0).nunique() > 1
+    for row in group.sort_values(["batch_size", "cell_id"]).itertuples(index=False):
+        peak = row.peak_device_mem_mb if pd.notna(row.peak_device_mem_mb) else row.peak_host_rss_mb
+        rows.append(
+            [
+                _pipeline_cell(row, repeated), str(row.batch_size), fixed(row.latency_ms_p50, 2),
+                fixed(row.throughput_items_s, 1), fixed(row.speedup_vs_fp32, 2, "x"), fixed(peak, 0),
+                psnr(row.psnr_db), _status_cell(row, notes, low_fidelity("forward")),
+            ]
+        )  # fmt: skip
+    columns = [
+        Column("pipeline", fixed=True), Column.number("batch"), Column.number("p50 ms"), Column.number(f"{item}/s"),
+        Column.number("speedup", drop=1), Column.number("peak MB", drop=2), Column.number("PSNR dB"),
+        Column("status", fixed=True),
+    ]  # fmt: skip
+    return _finish(columns, rows, group, f"{model} ({size}) on {group['device_name'].iloc[0]}", notes, width)
+
+
+def _workload_table(model: str, size: str, group: pd.DataFrame, workload: str, width: int) -> Table:
+    """A generate or sample model's table; its title says what one timed call was (prompt, steps)."""
+    metrics = WORKLOAD_METRICS[workload]
+    notes = Notes()
+    rows: list[list[Cell]] = []
+    repeated = group["repeat"].fillna(0).nunique() > 1
+    for row in group.sort_values(["batch_size", "cell_id"]).itertuples(index=False):
+        values = [m.text(row) if row.status == "ok" else "-" for m in metrics]
+        rows.append(
+            [_pipeline_cell(row, repeated), str(row.batch_size), *values, _status_cell(row, notes, low_fidelity(workload))]
+        )  # fmt: skip
+    columns = [
+        Column("pipeline", fixed=True),
+        Column.number("batch"),
+        *(Column.number(m.header, drop=m.drop) for m in metrics),
+        Column("status", fixed=True),
+    ]
+    title = f"{model} ({size}) on {group['device_name'].iloc[0]}"
+    settings = settings_text(group[group["status"] == "ok"], workload)
+    return _finish(columns, rows, group, f"{title}: {settings}" if settings else title, notes, width)
 
 
 def _contended_line(contended: pd.DataFrame) -> str:

@@ -1,5 +1,10 @@
 """The report's plots, as PNG bytes: throughput bars, latency lines, speed against quality, memory, energy.
 
+A forward model gets all of them. A generate model gets output tokens/s and TTFT
+against batch size (``generation_figure``), a sample model a stacked bar of seconds
+per image split into UNet steps, VAE decode and sampler (``sampling_figure``); both
+get the memory and energy bars.
+
 Drawn with matplotlib's object API (``matplotlib.figure.Figure``), which renders
 through Agg without touching pyplot's global backend; matplotlib is imported
 inside the functions only, so importing this module costs nothing until a plot
@@ -16,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 
-from bench.analysis.report import Report, ordered, pareto_front
+from bench.analysis.report import Report, ordered, pareto_front, sampling_split
 from bench.core.numbers import fixed, num
 from bench.render.figure import (
     DPI,
@@ -32,7 +37,7 @@ from bench.render.figure import (
     plain_log_labels,
     text_size,
 )
-from bench.render.labels import Box, Placement, place_labels
+from bench.render.labels import Box, Placement, bar_label, place_labels
 
 
 def throughput_figure(model_cells: pd.DataFrame, item: str) -> bytes:
@@ -323,27 +328,184 @@ def bars_figure(model_cells: pd.DataFrame, column: str, ylabel: str, title: str)
     return figure_png(fig)
 
 
+#: line styles that tell devices apart in the generation figure (a pipeline keeps its colour throughout)
+DEVICE_STYLES = ("-", "--", ":", "-.")
+
+
+def generation_figure(model_cells: pd.DataFrame) -> bytes | None:
+    """Output tokens/s and TTFT against batch size, one line per pipeline (and device): two panels."""
+    from matplotlib import colormaps
+    from matplotlib.figure import Figure
+
+    ok = model_cells[(model_cells["status"] == "ok") & model_cells["output_tokens_s"].notna()]
+    if ok.empty:
+        return None
+    devices = ordered(model_cells["device_label"])
+    pipelines = ordered(model_cells["pipeline"])
+    cmap = colormaps["tab10"]
+    fig = Figure(figsize=(10.6, 3.8), layout="constrained")
+    axes = fig.subplots(1, 2, squeeze=False).ravel()
+    panels = (("output_tokens_s", "output tokens/s"), ("ttft_ms", "TTFT ms (prefill + first token)"))
+    batches = sorted(int(b) for b in ordered(ok["batch_size"]))
+    for ax, (column, ylabel) in zip(axes, panels, strict=True):
+        for d, device in enumerate(devices):
+            for p, pipeline in enumerate(pipelines):
+                line = ok[(ok["device_label"] == device) & (ok["pipeline"] == pipeline)].sort_values(
+                    "batch_size"
+                )
+                line = line[line[column].notna()]
+                if line.empty:
+                    continue
+                label = pipeline if len(devices) == 1 else f"{pipeline} ({device})"
+                ax.plot(line["batch_size"].to_numpy(dtype=float), line[column].to_numpy(dtype=float),
+                        color=cmap(p % 10), linestyle=DEVICE_STYLES[d % len(DEVICE_STYLES)], marker="o", ms=4,
+                        label=label)  # fmt: skip
+        values = ok[column].to_numpy(dtype=float)
+        values = values[~pd.isna(values)]
+        log = len(values) > 0 and values.min() > 0 and values.max() / values.min() > 30
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(batches, [str(b) for b in batches])
+        ax.minorticks_off()
+        ax.set_xlabel("batch size")
+        ax.set_ylabel(ylabel + (" (log)" if log else ""))
+        if log:
+            ax.set_yscale("log")
+            plain_log_labels(ax.yaxis)
+            ax.margins(y=0.15)
+        else:
+            ax.set_ylim(0, float(values.max()) * 1.15)  # from zero: a ratio between lines reads as heights
+    handles: dict[str, Any] = {}
+    for ax in axes:
+        for handle, name in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(name, handle)
+    fig.legend(list(handles.values()), list(handles), loc="outside right upper", fontsize=FONT)
+    fig.suptitle("generation: output tokens/s (what the batch yields) and time to first token", fontsize=10)
+    return figure_png(fig)
+
+
+#: the parts of a sampling run's seconds per image, in stacking order (bench.measure.diffusion)
+SAMPLING_PARTS = ("UNet steps", "VAE decode", "sampler overhead")
+
+
+def sampling_figure(model_cells: pd.DataFrame) -> bytes | None:
+    """Seconds per image, per pipeline and batch, as bars stacked from UNet steps, VAE decode and sampler.
+
+    One panel per device. The parts are ``bench.analysis.report.sampling_split``'s: each
+    bar is as tall as the cell's s/image, labelled with it. A cell that did not run gets
+    its status where its bar would be.
+    """
+    from matplotlib import colormaps
+    from matplotlib.figure import Figure
+
+    if not ((model_cells["status"] == "ok") & model_cells["s_per_image"].notna()).any():
+        return None
+    devices = ordered(model_cells["device_label"])
+    pipelines = ordered(model_cells["pipeline"])
+    batches = sorted(int(b) for b in ordered(model_cells["batch_size"]))
+    colors = [colormaps["tab10"](i) for i in (0, 1, 2)]
+    slots = len(pipelines) * len(batches)
+    panel = panel_width(slots + len(batches))
+    rows, cols = grid(len(devices), max(1, min(3, int(MAX_WIDTH_IN // panel))))
+    fig = Figure(figsize=(max(panel * cols, 7.0), 3.8 * rows), layout="constrained")  # room for the title
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    tops: list[tuple[Any, Any, str]] = []
+    for ax, device in zip(axes, devices, strict=False):
+        sub = model_cells[model_cells["device_label"] == device]
+        ticks: list[float] = []
+        names: list[str] = []
+        x = 0.0
+        for batch in batches:
+            for pipeline in pipelines:
+                cell = sub[(sub["batch_size"] == batch) & (sub["pipeline"] == pipeline)]
+                if cell.empty:
+                    continue
+                row = next(cell.itertuples(index=False))
+                split = sampling_split(row) if row.status == "ok" else None
+                if split is not None:
+                    bottom = 0.0
+                    bar = None
+                    for part, value, color in zip(SAMPLING_PARTS, split, colors, strict=True):
+                        (bar,) = ax.bar([x], [value], bottom=bottom, width=0.8, color=color, label=part)
+                        bottom += value
+                    tops.append((ax, bar, num(row.s_per_image)))
+                else:
+                    ax.text(x, 0.02, str(row.status), transform=ax.get_xaxis_transform(), rotation=90,
+                            ha="center", va="bottom", fontsize=FONT, color="#b3261e")  # fmt: skip
+                ticks.append(x)
+                names.append(pipeline if len(batches) == 1 else f"{pipeline} (b{batch})")
+                x += 1.0
+            x += 0.6  # a gap between batch sizes
+        ax.set_xticks(ticks, names, rotation=30, ha="right", fontsize=8)
+        ax.set_xlim(-0.6, max(x - 1.0, 0.6))
+        ax.set_ylabel("s per image")
+        ax.set_title(device, fontsize=9)
+        ax.margins(y=0.15)
+    for ax in axes[len(devices) :]:
+        ax.set_visible(False)
+    handles: dict[str, Any] = {}
+    for ax in axes[: len(devices)]:
+        for handle, name in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(name, handle)
+    fig.legend(list(handles.values()), list(handles), loc="outside lower center", fontsize=FONT, ncols=3)
+    fig.suptitle("seconds per image: UNet steps, VAE decode and sampler overhead (bar labels: s/image)",
+                 fontsize=10)  # fmt: skip
+    renderer = laid_out(fig)
+    for ax, bar, label in tops:
+        _label_stack(ax, bar, label, renderer)
+    return figure_png(fig)
+
+
+def _label_stack(ax: Any, top: Any, label: str, renderer: Any) -> None:
+    """A stacked bar's total above it: across when it fits the bar's width, upright when not."""
+    box = top.get_window_extent(renderer)
+    w, h = text_size(renderer, label)
+    place = bar_label(w, h, box.width, 0.0)  # never inside: the top segment is only one part
+    text = ax.annotate(
+        label, (top.get_x() + top.get_width() / 2, top.get_y() + top.get_height()), xytext=(0, 2),
+        textcoords="offset pixels", ha="center", va="bottom", rotation=90 if place.upright else 0,
+        fontsize=FONT, color="#222222", annotation_clip=False,
+    )  # fmt: skip
+    text.set_in_layout(False)
+
+
 def add_figures(report: Report) -> None:
     """Draw each section's figures from its cells (only for HTML: Markdown has no images)."""
     for section in report.sections:
         group, item, model = section.cells, section.item, section.cells["model"].iloc[0]
-        if (group["status"] == "ok").any():
-            section.figures.append(
-                (f"{model} throughput per pipeline and device", throughput_figure(group, item))
-            )
-            section.figures.append((f"{model} latency against batch size", latency_figure(group)))
-        for caption, png in (
-            (f"{model} speed against quality", pareto_figure(group, item)),
+        figures: list[tuple[str, bytes | None]] = []
+        if section.workload == "generate":
+            figures.append((f"{model} output tokens/s and TTFT against batch size", generation_figure(group)))
+        elif section.workload == "sample":
+            figures.append((f"{model} seconds per image: UNet, VAE and sampler", sampling_figure(group)))
+        else:
+            if (group["status"] == "ok").any():
+                figures.append(
+                    (f"{model} throughput per pipeline and device", throughput_figure(group, item))
+                )
+                figures.append((f"{model} latency against batch size", latency_figure(group)))
+            figures.append((f"{model} speed against quality", pareto_figure(group, item)))
+        figures.append(
             (
                 f"{model} peak memory",
                 bars_figure(
                     group, "peak_mb", "peak MB", "peak memory (device memory on GPUs, host RSS on CPU)"
                 ),
-            ),
-            (
-                f"{model} energy per item",
-                bars_figure(group, "energy_j_per_item", "J per item", "energy per item"),
-            ),
-        ):
-            if png is not None:
-                section.figures.append((caption, png))
+            )
+        )
+        if section.workload == "generate":
+            figures.append(
+                (
+                    f"{model} energy per decoded token",
+                    bars_figure(
+                        group, "energy_j_per_token_decode", "J per token", "energy per decoded token"
+                    ),
+                )
+            )
+        else:
+            figures.append(
+                (
+                    f"{model} energy per item",
+                    bars_figure(group, "energy_j_per_item", "J per item", "energy per item"),
+                )
+            )
+        section.figures += [(caption, png) for caption, png in figures if png is not None]

@@ -254,3 +254,90 @@ def test_crashed_and_timeout_cells_are_listed_like_error(tmp_path: Path, status:
     assert failures == {"compile": (status, f"worker {status}"), "int8": ("error", "boom")}
     throughput = {r[0]: r[2] for r in report.sections[0].tables[0].rows}
     assert throughput["compile"] == status and throughput["int8"] == "error"
+
+
+def _workload_runs(tmp_path: Path) -> Path:
+    """One run holding a generate model (gpt, batches 1 and 4), a sample model (ldm) and a forward one (dcgan)."""
+    rows: list[dict[str, Any]] = []
+    for batch in (1, 4):
+        for pipeline, tokens_s, ttft in (("fp32", 400.0 * batch, 20.0), ("bf16", 600.0 * batch, 15.0)):
+            rows.append(
+                cell(len(rows), run_id="w", model="gpt", family="transformer", item="token", workload="generate",
+                     pipeline=pipeline, precision=pipeline, batch_size=batch, psnr_db=None, throughput_items_s=1.0,
+                     output_tokens_s=tokens_s, ttft_ms=ttft * batch, tpot_ms=2.5, itl_ms_p99=3.5,
+                     decode_gb_s=20.0, pct_of_bandwidth=40.0, kv_cache_mb=6.0, token_match=0.97, prompt_len=64,
+                     new_tokens=32, kv_cache="dynamic")
+            )  # fmt: skip
+    for batch in (1, 2):
+        for pipeline, s_per_image in (("fp32", 2.0), ("bf16", 0.8)):
+            rows.append(
+                cell(len(rows), run_id="w", model="ldm", family="diffusion", workload="sample", pipeline=pipeline,
+                     precision=pipeline, batch_size=batch, throughput_items_s=1.0, s_per_image=s_per_image,
+                     images_s=1 / s_per_image, it_s=20 / (s_per_image * batch), steps=20, guidance=7.5,
+                     sampler="euler", unet_step_ms=45.0 * s_per_image * batch, vae_decode_ms=50.0 * s_per_image * batch,
+                     sampler_overhead_ms=60.0 * s_per_image * batch, psnr_db=44.0)
+            )  # fmt: skip
+    rows.append(cell(len(rows), run_id="w", model="ldm", family="diffusion", workload="sample", pipeline="compile",
+                     status="error", reason="boom"))  # fmt: skip
+    rows.append(cell(len(rows), run_id="w"))  # dcgan, forward
+    return make_run(tmp_path / "w", rows, {}, _env("h", "w"))
+
+
+def test_generate_and_sample_sections_show_their_workload_columns(tmp_path: Path) -> None:
+    from bench.analysis.report import sampling_split
+
+    report = build_report([load_run(_workload_runs(tmp_path))])
+    gpt, ldm, dcgan = report.sections
+    assert (gpt.workload, ldm.workload, dcgan.workload) == ("generate", "sample", "forward")
+    (generation,) = gpt.tables
+    assert generation.headers[3:6] == ["output tokens/s", "speedup", "TTFT ms"]
+    rows = {(r[1], r[2]): r for r in generation.rows}
+    assert rows[("bf16", "4")][3:13] == [
+        "2,400.0", "1.50x", "60.00", "2.50", "3.50", "20", "40.0%", "6", "97.0%", "ok"
+    ]  # fmt: skip
+    assert any("prompt 64 + 32 new tokens, dynamic KV cache" in note for note in gpt.notes)
+    (sampling,) = ldm.tables
+    assert sampling.headers[3:6] == ["s/image", "images/s", "speedup"]
+    rows = {(r[1], r[2]): r for r in sampling.rows}
+    assert rows[("bf16", "2")][3:6] == ["0.800", "1.25", "2.50x"]  # fp32's 2.0 s/image over 0.8
+    assert rows[("compile", "1")][-1] == "error"
+    assert any("20 euler steps, guidance 7.5" in note for note in ldm.notes)
+    # the split of s/image into UNet steps, VAE and sampler sums to s/image, in the parts' proportions
+    cells = ldm.cells[ldm.cells["status"] == "ok"]
+    for row in cells.itertuples(index=False):
+        unet, vae, sampler = sampling_split(row)
+        assert unet + vae + sampler == pytest.approx(row.s_per_image)
+        assert unet / vae == pytest.approx(45.0 * 20 / 50.0) and vae / sampler == pytest.approx(50.0 / 60.0)
+    # a forward model's section is as it was
+    assert [t.title for t in dcgan.tables] == [
+        "Throughput and speedup over fp32 eager on the same device", "Latency, memory, fidelity and energy per cell",
+    ]  # fmt: skip
+    md = report_markdown(report)
+    assert (
+        "| Test CPU | bf16 | 4 | 2,400.0 | 1.50x |" in md
+        and "| Test CPU | bf16 | 2 | 0.800 | 1.25 | 2.50x |" in md
+    )
+
+
+def test_html_report_draws_the_generation_and_sampling_figures(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    from bench.render.html import to_html
+    from bench.render.plots import add_figures, generation_figure, sampling_figure
+
+    report = build_report([load_run(_workload_runs(tmp_path))])
+    add_figures(report)
+    gpt, ldm, dcgan = report.sections
+    assert [caption for caption, _ in gpt.figures] == [
+        "gpt output tokens/s and TTFT against batch size", "gpt peak memory"
+    ]  # fmt: skip
+    assert [caption for caption, _ in ldm.figures] == [
+        "ldm seconds per image: UNet, VAE and sampler", "ldm peak memory"
+    ]  # fmt: skip
+    assert len(dcgan.figures) == 4  # throughput, latency, speed/quality, memory: as before
+    tags = _Tags()
+    tags.feed(to_html(report))
+    assert len(tags.images) == 8 and all(src.startswith("data:image/png;base64,") for src in tags.images)
+    assert gpt.figures[0][1] == generation_figure(gpt.cells)  # deterministic
+    assert ldm.figures[0][1] == sampling_figure(ldm.cells)
+    failed_only = ldm.cells[ldm.cells["status"] != "ok"]
+    assert sampling_figure(failed_only) is None and generation_figure(failed_only) is None
