@@ -27,6 +27,8 @@ import and logs about its optional C++ extensions, and ``python -m bench --help`
 from __future__ import annotations
 
 import copy
+import logging
+import sys
 import time
 from abc import abstractmethod
 from typing import Any, ClassVar, Self
@@ -57,6 +59,23 @@ _NAMES_SHOWN = 4
 
 #: (pass spec, device) -> None when the pass ran on a tiny Linear there, else why not
 _PROBES: dict[tuple[str, str], str | None] = {}
+
+
+def _import_torchao() -> None:
+    """Import torchao with its load-time noise off the console: on a build without its optional CUDA
+    extensions it logs a warning per missing library and torch logs a pytree deprecation, once per
+    process, which would break genbench's one-line errors and clutter every run's output."""
+    if "torchao" in sys.modules:
+        return
+    loggers = [logging.getLogger(name) for name in ("torchao", "torch.utils._pytree")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        import torchao  # noqa: F401
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
 
 
 def quantized_tensor_bytes(t: torch.Tensor) -> int:
@@ -110,6 +129,7 @@ class _TorchaoPass(Pass):
         return _PROBES[key]
 
     def _probe(self, device: Device) -> str | None:
+        _import_torchao()
         from torchao.quantization import quantize_
 
         rows, features, outputs = _PROBE_SHAPE
@@ -156,6 +176,7 @@ class _TorchaoPass(Pass):
         art = self.require(artifact, TorchArtifact)
         if not any(isinstance(m, nn.Linear) for m in art.module.modules()):
             raise NotApplicable(f"{self.name} quantizes nn.Linear weights and this model has no nn.Linear")
+        _import_torchao()
         from torchao.quantization import quantize_
 
         t0 = time.perf_counter()
@@ -238,6 +259,7 @@ class Int8WeightOnly(_TorchaoPass):
     precision = "int8-wo"
 
     def config(self, device: Device) -> Any:
+        _import_torchao()
         from torchao.quantization import Int8WeightOnlyConfig
 
         return Int8WeightOnlyConfig(set_inductor_config=False)
@@ -260,6 +282,7 @@ class Int8DynamicActivation(_TorchaoPass):
     precision = "int8-dq"
 
     def config(self, device: Device) -> Any:
+        _import_torchao()
         from torchao.quantization import Int8DynamicActivationInt8WeightConfig
         from torchao.utils import should_reduce_range
 
@@ -268,6 +291,7 @@ class Int8DynamicActivation(_TorchaoPass):
         )
 
     def note_extra(self, device: Device) -> str:
+        _import_torchao()
         from torchao.utils import should_reduce_range
 
         return " (reduce_range)" if should_reduce_range(torch.device(device.torch_name)) else ""
@@ -341,6 +365,7 @@ class Int4WeightOnly(_TorchaoPass):
         return f" group_size={self.group_size}"
 
     def config(self, device: Device) -> Any:
+        _import_torchao()
         from torchao.quantization import Int4WeightOnlyConfig
 
         return Int4WeightOnlyConfig(group_size=self.group_size, set_inductor_config=False)

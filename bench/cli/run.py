@@ -151,7 +151,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from bench.results.writer import ResultWriter
 
     try:
-        specs = resolve_models(config.models, config.custom_models, config.weights)
+        specs = resolve_models(config.models, config.custom_models, config.weights, check_size=config.size)
         pipelines = resolve_pipelines(config.pipelines, device)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
@@ -280,15 +280,29 @@ def cmd_list(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     models = Table(
-        title="models (GFLOPs per item at batch 1, counted by torch.utils.flop_counter)", title_justify="left"
+        title=(
+            "models (GFLOPs at batch 1: per item of a forward call, and per UNet call and VAE decode of a sample "
+            "model, counted by torch.utils.flop_counter; per token of a generate model, estimated as 2 x params)"
+        ),
+        title_justify="left",
     )
-    for col in ("model", "family", "size", "params", "GFLOPs/item", "inputs (batch 1)", "output", "item"):
-        models.add_column(col, justify="right" if col in ("params", "GFLOPs/item") else "left")
+    for col in (
+        "model",
+        "family",
+        "workload",
+        "size",
+        "params",
+        "GFLOPs",
+        "inputs (batch 1)",
+        "output",
+        "item",
+    ):
+        models.add_column(col, justify="right" if col in ("params", "GFLOPs") else "left")
     for spec in specs:
         for size in spec.sizes:
             info = describe_model(spec, size)
             models.add_row(
-                spec.name, spec.family, size, f"{info.params / 1e6:.2f}M", f"{info.gflops_per_item:.3f}",
+                spec.name, spec.family, spec.workload, size, f"{info.params / 1e6:.2f}M", info.gflops_text(),
                 info.input_shapes, info.output_shape, spec.item,
             )  # fmt: skip
     console.print(models)

@@ -70,10 +70,14 @@ GENERATE_REFUSALS: dict[str, str] = {
 
 
 def resolve_models(
-    names: tuple[str, ...] | None, custom: tuple[str, ...], weights: str | None = None
+    names: tuple[str, ...] | None,
+    custom: tuple[str, ...],
+    weights: str | None = None,
+    check_size: str | None = None,
 ) -> list[ModelSpec]:
     """The reference models named (None: all of them), then the user's models (``pkg.module:factory``,
-    ``hf:PATH``); with ``weights``, that safetensors checkpoint is loaded into the one model named."""
+    ``hf:PATH``); with ``weights``, that safetensors checkpoint is loaded into the one model named,
+    and checked now against a build at ``check_size`` when one is given (the run's, at planning)."""
     chosen = list(MODELS) if names is None else names
     specs = []
     for name in chosen:
@@ -88,7 +92,7 @@ def resolve_models(
             raise ValueError(
                 f"--weights loads one checkpoint into one model; this run has {len(specs)} models"
             )
-        specs = [with_weights(specs[0], weights)]
+        specs = [with_weights(specs[0], weights, check_size)]
     return specs
 
 
@@ -101,12 +105,15 @@ def load_user_model(path: str) -> ModelSpec:
     return load_factory(path)
 
 
-def with_weights(spec: ModelSpec, path: str) -> ModelSpec:
-    """The spec whose every build loads ``path`` (checked now, against a first build, so a checkpoint of
-    the wrong shapes fails before the run starts)."""
+def with_weights(spec: ModelSpec, path: str, check_size: str | None = None) -> ModelSpec:
+    """The spec whose every build loads ``path``; with ``check_size``, loaded once now into a build at
+    that size, so a checkpoint of the wrong shapes is one line before the run starts, not an error row
+    per cell."""
     from reference_models.weights import load_weights
 
     build = spec.build
+    if check_size is not None:
+        load_weights(build(check_size if check_size in spec.sizes else spec.sizes[0]), path)
 
     def build_with_weights(size: str) -> nn.Module:
         module = build(size)

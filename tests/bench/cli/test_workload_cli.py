@@ -76,11 +76,6 @@ def test_an_hf_folder_without_config_json_is_one_line(
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bench.harness.plan.with_weights loads the checkpoint only inside each cell's build, so a "
-    "checkpoint of the wrong shapes is an error row (exit 0), not a one-line usage error at resolution",
-)
 def test_weights_of_the_wrong_shapes_are_one_line(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
