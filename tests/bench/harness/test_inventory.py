@@ -69,7 +69,7 @@ def test_list_shows_each_workload_with_its_gflops_label(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     tiny = [replace(MODELS[name], sizes=("tiny",)) for name in ("dcgan", "gpt", "ldm")]
-    monkeypatch.setattr(bench.harness.plan, "resolve_models", lambda *args: tiny)
+    monkeypatch.setattr(bench.harness.plan, "resolve_models", lambda *args, **kwargs: tiny)
     assert main(["list", "--device", "cpu"]) == 0
     out = capsys.readouterr().out
     for expected in (
