@@ -1,9 +1,12 @@
 """Compare two runs cell by cell: speed ratios with confidence intervals, fidelity, status, verdict.
 
-How cells are paired is bench.analysis.matching; the statistics and what counts
-as a change are bench.analysis.verdict. This module judges each pair and holds
-the result (``Comparison``); bench.render.compare writes it for the console,
-Markdown and CSV.
+How cells are paired is bench.analysis.matching (like with like: the same workload and
+workload settings); the statistics and what counts as a change are
+bench.analysis.verdict, which also says each workload's headline metric: latency for
+a forward call, s/image for a sampling run, output tokens/s and TPOT for a generation
+(two verdicts from the same shared judgement; the pair regresses if either does). This
+module judges each pair and holds the result (``Comparison``); bench.render.compare
+writes it for the console, Markdown and CSV.
 """
 
 from __future__ import annotations
@@ -16,41 +19,65 @@ import numpy as np
 import pandas as pd
 
 from bench.analysis.fingerprint_diff import different_hardware, fingerprint_differences
-from bench.analysis.matching import KEY, match_cells
+from bench.analysis.matching import KEY, match_cells, settings_of, settings_text, workload_of
 from bench.analysis.verdict import (
-    MIN_SAMPLES,
-    SUGGESTED_REPEATS,
     VERDICTS,
     RatioCI,
     Settings,
+    SpeedJudgement,
     bootstrap_ratio,
+    combined_speed,
     drift_allowance,
+    headline,
+    judge_speed,
     parse_threshold,
     psnr_drop,
     speed_verdict,
+    tpot_metric,
 )
 from bench.core.errors import RunError
 from bench.core.numbers import psnr
 from bench.results.store import Run
 
 __all__ = [
-    "PAIR_COLUMNS", "Comparison", "RatioCI", "Settings", "bootstrap_ratio", "compare_runs", "drift_allowance",
-    "judge", "parse_threshold", "psnr_drop", "speed_verdict",
+    "MISMATCH_COLUMNS", "NOT_COMPARED", "PAIR_COLUMNS", "Comparison", "RatioCI", "Settings", "bootstrap_ratio",
+    "compare_runs", "drift_allowance", "judge", "parse_threshold", "psnr_drop", "speed_verdict",
 ]  # fmt: skip
 
+#: one row per pair. ``p50_ms_*`` and ``latency_ratio`` are of the whole calls (a forward call, a
+#: generation, a sampling run); ``headline*`` is the workload's headline metric in its own unit and
+#: direction (latency ms, s/image, tokens/s: a tokens/s ratio above 1 is faster); ``tpot*`` a
+#: generation's second verdict, on the per-generation TPOT samples
 PAIR_COLUMNS = [
-    *KEY, "host_base", "host_new", "status_base", "status_new", "runs_base", "runs_new", "n_base", "n_new",
-    "p50_ms_base", "p50_ms_new", "latency_ratio", "latency_ratio_lo", "latency_ratio_hi",
+    *KEY, "workload", "settings", "host_base", "host_new", "status_base", "status_new", "runs_base", "runs_new",
+    "n_base", "n_new", "p50_ms_base", "p50_ms_new", "latency_ratio", "latency_ratio_lo", "latency_ratio_hi",
     "throughput_ratio", "throughput_ratio_lo", "throughput_ratio_hi",
-    "psnr_db_base", "psnr_db_new", "psnr_drop_db", "contended_base", "contended_new", "drift_allowance",
-    "speed", "verdict", "why",
+    "headline", "headline_base", "headline_new", "headline_ratio", "headline_ratio_lo", "headline_ratio_hi",
+    "headline_speed", "tpot_ms_base", "tpot_ms_new", "tpot_ratio", "tpot_ratio_lo", "tpot_ratio_hi",
+    "tpot_speed", "psnr_db_base", "psnr_db_new", "psnr_drop_db", "contended_base", "contended_new",
+    "drift_allowance", "speed", "verdict", "why",
 ]  # fmt: skip
+#: one row per pair of cells with one key whose workload or its settings differ: listed, not judged
+MISMATCH_COLUMNS = [
+    *KEY,
+    "workload_base",
+    "workload_new",
+    "settings_base",
+    "settings_new",
+    "host_base",
+    "host_new",
+    "why",
+]
+#: what the CSV's verdict column says of such a pair
+NOT_COMPARED = "not compared"
 
 
 @dataclass
 class Comparison:
-    """Pairs with their verdicts, plus the cells found on one side only.
+    """Pairs with their verdicts, plus the cells found on one side only and the pairs not compared.
 
+    ``mismatched`` (MISMATCH_COLUMNS) holds the cells of one key whose workload or workload
+    settings differ between the sides, each with the difference in one line: not judged.
     ``hardware_differences`` are bench.analysis.fingerprint_diff's lines (hardware,
     software, thread count, unknown sides) between the runs' env.json, and
     ``different_hardware`` is true when the recorded hardware differs: a ratio across
@@ -66,11 +93,13 @@ class Comparison:
     notes: list[str] = field(default_factory=list)
     hardware_differences: list[str] = field(default_factory=list)
     different_hardware: bool = False
+    mismatched: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=MISMATCH_COLUMNS))
 
     def counts(self) -> dict[str, int]:
         counts = {v: int((self.pairs["verdict"] == v).sum()) for v in VERDICTS}
         counts["base only"] = len(self.only_base)
         counts["new only"] = len(self.only_new)
+        counts[NOT_COMPARED] = len(self.mismatched)
         return counts
 
     @property
@@ -82,6 +111,8 @@ class Comparison:
         text = f"{len(self.pairs)} cells compared: " + ", ".join(f"{counts[v]} {v}" for v in VERDICTS)
         if counts["base only"] or counts["new only"]:
             text += f"; {counts['base only']} only in BASE, {counts['new only']} only in NEW (not compared)"
+        if counts[NOT_COMPARED]:
+            text += f"; {counts[NOT_COMPARED]} with other workload settings on each side (not compared)"
         return text
 
 
@@ -116,13 +147,6 @@ def _contended(rows: pd.DataFrame) -> pd.Series:
     return rows["contended"].astype("boolean").fillna(False).astype(bool)
 
 
-def _runs(base: int, new: int) -> str:
-    """'single runs', '3 repeats a side' or '1 and 3 repeats'."""
-    if base == new:
-        return "single runs" if base == 1 else f"{base} repeats a side"
-    return f"{base} and {new} repeats"
-
-
 def _numbers(rows: pd.DataFrame, column: str) -> pd.Series:
     return pd.to_numeric(rows[column], errors="coerce").dropna() if column in rows.columns else pd.Series()
 
@@ -142,12 +166,44 @@ def _contention_text(label: str, rows: pd.DataFrame) -> str:
     return text
 
 
-SPEED_REASONS = {
-    "regressed": "slower: interval all above +{t:.0%}{d}",
-    "improved": "faster: interval all below -{tl:.1%}{d}",
-    "unchanged": "interval within +-{t:.0%}",
-    "noisy": "interval too wide to say at +-{t:.0%}",
-}
+def _first_value(rows: pd.DataFrame, column: str) -> Any:
+    values = rows[column].dropna() if column in rows.columns else pd.Series()
+    return values.iloc[0] if len(values) else None
+
+
+def _settings(b_rows: pd.DataFrame, n_rows: pd.DataFrame) -> tuple[str, dict[str, Any]]:
+    """The pair's workload settings, text and values, from whichever row has them (a cell that did not
+    run has none; matching made the two sides agree where both have them)."""
+    for rows in (n_rows, b_rows):
+        for _, row in rows.iterrows():
+            text = settings_text(row)
+            if text:
+                return text, settings_of(row)
+    return "", {}
+
+
+def _headline_value(workload: str, p50_ms: float, batch: int, new_tokens: int | None) -> float:
+    """The headline metric in its own unit from a p50 of whole calls: ms, s/image or output tokens/s."""
+    if math.isnan(p50_ms) or p50_ms <= 0:
+        return math.nan
+    if workload == "sample":
+        return p50_ms / 1e3 / batch
+    if workload == "generate":
+        return batch * new_tokens * 1e3 / p50_ms if new_tokens else math.nan
+    return p50_ms
+
+
+def _tpot_ms(rows: pd.DataFrame, repeats: list[np.ndarray]) -> float:
+    if repeats:
+        return float(np.median(np.concatenate(repeats)))
+    values = rows["tpot_ms"].dropna().to_numpy(dtype=float) if "tpot_ms" in rows.columns else np.array([])
+    return float(np.median(values)) if len(values) else math.nan
+
+
+def _ratio_columns(prefix: str, ci: RatioCI | None) -> dict[str, float]:
+    if ci is None:
+        return {f"{prefix}_ratio": math.nan, f"{prefix}_ratio_lo": math.nan, f"{prefix}_ratio_hi": math.nan}
+    return {f"{prefix}_ratio": ci.ratio, f"{prefix}_ratio_lo": ci.lo, f"{prefix}_ratio_hi": ci.hi}
 
 
 def judge(
@@ -156,26 +212,39 @@ def judge(
     b_reps: list[np.ndarray],
     n_reps: list[np.ndarray],
     settings: Settings,
+    b_tpots: list[np.ndarray] | None = None,
+    n_tpots: list[np.ndarray] | None = None,
 ) -> dict[str, Any]:
-    """One row of the comparison: ratios, interval, PSNR drop, verdict and the reason for it.
+    """One row of the comparison: ratios, intervals, PSNR drop, verdict and the reason for it.
 
-    ``b_reps``/``n_reps`` are the raw samples of each side's ok repeats. Order of
+    ``b_reps``/``n_reps`` are the whole-call samples of each side's ok repeats,
+    ``b_tpots``/``n_tpots`` a generate cell's per-generation TPOT samples. Order of
     judgement: a status change (ok -> error is ``regressed`` whatever the load); then
-    speed, which is ``contended`` when either side shared its CPU/GPU in any repeat;
-    then a PSNR drop, which is ``regressed`` whatever the speed.
+    speed, on the workload's headline metric and, for a generation, on TPOT too
+    (``regressed`` if either is), which is ``contended`` when either side shared its
+    CPU/GPU in any repeat; then a PSNR drop, which is ``regressed`` whatever the speed.
     """
     first_b, first_n = b_rows.iloc[0], n_rows.iloc[0]
     out: dict[str, Any] = {c: first_n[c] if not pd.isna(first_n[c]) else first_b[c] for c in KEY}
+    workload = workload_of(first_n)
+    text, values = _settings(b_rows, n_rows)
+    new_tokens = values.get("new_tokens")
+    metric = headline(workload)
     contended_b, contended_n = bool(_contended(b_rows).any()), bool(_contended(n_rows).any())
+    batch = int(out["batch_size"])
+    p50_b, p50_n = _p50(b_rows, b_reps), _p50(n_rows, n_reps)
     out.update(
+        workload=workload, settings=text,
         host_base=", ".join(_unique(b_rows["host"])), host_new=", ".join(_unique(n_rows["host"])),
         status_base=_statuses(b_rows), status_new=_statuses(n_rows),
         runs_base=len(b_rows), runs_new=len(n_rows),
         n_base=sum(len(r) for r in b_reps), n_new=sum(len(r) for r in n_reps),
-        p50_ms_base=_p50(b_rows, b_reps), p50_ms_new=_p50(n_rows, n_reps),
-        latency_ratio=math.nan, latency_ratio_lo=math.nan, latency_ratio_hi=math.nan,
-        throughput_ratio=math.nan, throughput_ratio_lo=math.nan, throughput_ratio_hi=math.nan,
-        psnr_db_base=_worst_psnr(b_rows), psnr_db_new=_worst_psnr(n_rows), psnr_drop_db=math.nan,
+        p50_ms_base=p50_b, p50_ms_new=p50_n,
+        **_ratio_columns("latency", None), **_ratio_columns("throughput", None),
+        headline=metric.name, headline_base=_headline_value(workload, p50_b, batch, new_tokens),
+        headline_new=_headline_value(workload, p50_n, batch, new_tokens), **_ratio_columns("headline", None),
+        headline_speed="", tpot_ms_base=math.nan, tpot_ms_new=math.nan, **_ratio_columns("tpot", None),
+        tpot_speed="", psnr_db_base=_worst_psnr(b_rows), psnr_db_new=_worst_psnr(n_rows), psnr_drop_db=math.nan,
         contended_base=contended_b, contended_new=contended_n, drift_allowance=0.0, speed="",
     )  # fmt: skip
     base_ok, new_ok = bool((b_rows["status"] == "ok").all()), bool((n_rows["status"] == "ok").all())
@@ -190,39 +259,34 @@ def judge(
             out["why"] = f"did not run in either: {_first_reason(n_rows)}"
         return out
 
-    t = settings.threshold
-    reasons: list[str] = []
-    if min(out["n_base"], out["n_new"]) < MIN_SAMPLES:
-        speed = "noisy"
-        reasons.append(f"too few raw samples for an interval (BASE {out['n_base']}, NEW {out['n_new']})")
-    else:
-        ci = bootstrap_ratio(
-            b_reps, n_reps, n_boot=settings.n_boot, confidence=settings.confidence, seed=settings.seed
-        )
+    judged: list[SpeedJudgement] = [judge_speed(b_reps, n_reps, settings, metric)]
+    main = judged[0]
+    if main.ci is not None:
+        ci = main.ci
         out.update(
-            latency_ratio=ci.ratio, latency_ratio_lo=ci.lo, latency_ratio_hi=ci.hi,
-            throughput_ratio=1 / ci.ratio, throughput_ratio_lo=1 / ci.hi, throughput_ratio_hi=1 / ci.lo,
+            **_ratio_columns("latency", ci),
+            **_ratio_columns("throughput", RatioCI(1 / ci.ratio, 1 / ci.hi, 1 / ci.lo)),
+        )
+    out.update(**_ratio_columns("headline", main.metric_ci), headline_speed=main.speed)
+    if workload == "generate" and new_tokens is not None and new_tokens >= 2:
+        b_t, n_t = b_tpots or [], n_tpots or []
+        tpot = judge_speed(b_t, n_t, settings, tpot_metric(int(new_tokens)))
+        judged.append(tpot)
+        out.update(
+            tpot_ms_base=_tpot_ms(b_rows, b_t), tpot_ms_new=_tpot_ms(n_rows, n_t),
+            **_ratio_columns("tpot", tpot.ci), tpot_speed=tpot.speed,
         )  # fmt: skip
-        drift = drift_allowance(len(b_reps), len(n_reps)) if settings.drift_allowance else 0.0
-        out["drift_allowance"] = drift
-        speed = speed_verdict(ci, t, drift)
-        without_drift = speed_verdict(ci, t)
-        d = f" and x{1 + drift:.2f} run-to-run drift" if drift and speed in ("regressed", "improved") else ""
-        reasons.append(SPEED_REASONS[speed].format(t=t, tl=1 - 1 / (1 + t), d=d))
-        if speed == "noisy" and without_drift in ("regressed", "improved"):
-            reasons[-1] = (
-                f"{'slower' if without_drift == 'regressed' else 'faster'} beyond +-{t:.0%}, but not beyond "
-                f"it and the x{1 + drift:.2f} run-to-run drift of {_runs(len(b_reps), len(n_reps))} "
-                f"(more repeats shrink it: bench run --repeats {max(SUGGESTED_REPEATS, len(b_reps) + 2, len(n_reps) + 2)})"
-            )
-        near_ms = out["p50_ms_base"] * (ci.lo - 1 if speed == "regressed" else 1 - ci.hi)
-        if speed in ("regressed", "improved") and near_ms <= settings.min_change_ms:
-            speed = "unchanged"
-            reasons.append(
-                f"but possibly by only {near_ms:.3f} ms, within the {settings.min_change_ms:g} ms floor"
-            )
+    out["drift_allowance"] = max(j.drift for j in judged)
+    speed = combined_speed([j.speed for j in judged])
+    reasons = [reason for j in judged for reason in j.reasons]
+    if len(judged) > 1 and speed in ("regressed", "improved"):
+        which = [j.metric.name for j in judged if j.speed == speed]
+        reasons.insert(0, f"{' and '.join(which)} {speed}")
     if contended_b or contended_n:
         speed = "contended"
+        out["headline_speed"] = "contended"
+        if out["tpot_speed"]:
+            out["tpot_speed"] = "contended"
         shown = [_contention_text(label, rows) for label, rows, hit in
                  (("BASE", b_rows, contended_b), ("NEW", n_rows, contended_n)) if hit]  # fmt: skip
         reasons = [f"{'; '.join(shown)}: speed not judged, re-run on a quiet machine"]
@@ -263,12 +327,16 @@ def compare_runs(base: Run, new: Run, settings: Settings | None = None) -> Compa
     for label, run in (("BASE", base), ("NEW", new)):
         if run.cells.empty:
             raise RunError(f"{label} {run.path} has no cells")
-    pair_rows, left_base, left_new = match_cells(base.cells, new.cells)
-    if not pair_rows:
+    matches = match_cells(base.cells, new.cells)
+    if not matches.pairs:
+        differ = [why for _, _, why in matches.mismatched]
+        also = f" ({len(differ)} cells differ: {differ[0]})" if differ else ""
         raise RunError(
-            f"BASE and NEW have no cell in common: BASE has {_describe(base.cells)}; NEW has {_describe(new.cells)}"
+            f"BASE and NEW have no cell in common{also}: BASE has {_describe(base.cells)}; "
+            f"NEW has {_describe(new.cells)}"
         )
     b_samples, n_samples = base.samples_by_cell(), new.samples_by_cell()
+    b_tpots, n_tpots = base.tpot_by_cell(), new.tpot_by_cell()
     rows = [
         judge(
             base.cells.iloc[b],
@@ -276,17 +344,37 @@ def compare_runs(base: Run, new: Run, settings: Settings | None = None) -> Compa
             _repeats(base.cells, b, b_samples),
             _repeats(new.cells, n, n_samples),
             settings,
+            _repeats(base.cells, b, b_tpots),
+            _repeats(new.cells, n, n_tpots),
         )  # fmt: skip
-        for b, n in pair_rows
+        for b, n in matches.pairs
     ]
     pairs = pd.DataFrame(rows, columns=PAIR_COLUMNS)
     return Comparison(
         base_name=base.name, new_name=new.name, settings=settings, pairs=pairs,
-        only_base=base.cells.iloc[left_base].reset_index(drop=True),
-        only_new=new.cells.iloc[left_new].reset_index(drop=True), notes=_notes(base, new, pairs, settings),
+        only_base=base.cells.iloc[matches.only_base].reset_index(drop=True),
+        only_new=new.cells.iloc[matches.only_new].reset_index(drop=True), notes=_notes(base, new, pairs, settings),
         hardware_differences=fingerprint_differences(base.env, new.env),
         different_hardware=different_hardware(base.env, new.env),
+        mismatched=_mismatched(base, new, matches.mismatched),
     )  # fmt: skip
+
+
+def _mismatched(base: Run, new: Run, mismatched: list[tuple[list[int], list[int], str]]) -> pd.DataFrame:
+    """One row per pair of cells not compared: its key, each side's workload and settings, the difference."""
+    records = []
+    for b, n, why in mismatched:
+        row_b, row_n = base.cells.iloc[b[0]], new.cells.iloc[n[0]]
+        records.append(
+            {
+                **{c: row_n[c] if not pd.isna(row_n[c]) else row_b[c] for c in KEY},
+                "workload_base": workload_of(row_b), "workload_new": workload_of(row_n),
+                "settings_base": settings_text(row_b), "settings_new": settings_text(row_n),
+                "host_base": ", ".join(_unique(base.cells.iloc[b]["host"])),
+                "host_new": ", ".join(_unique(new.cells.iloc[n]["host"])), "why": why,
+            }
+        )  # fmt: skip
+    return pd.DataFrame(records, columns=MISMATCH_COLUMNS)
 
 
 def _notes(base: Run, new: Run, pairs: pd.DataFrame, settings: Settings) -> list[str]:
@@ -327,6 +415,12 @@ def _notes(base: Run, new: Run, pairs: pd.DataFrame, settings: Settings) -> list
                 f"BASE ran with {what} {', '.join(sides[0])} and NEW with {', '.join(sides[1])}: the ratios "
                 "include that setting, beyond the drift allowance measured between runs of the same settings"
             )
+    generate = pairs[pairs["tpot_speed"].astype(str) != ""] if len(pairs) else pairs
+    if len(generate):
+        notes.append(
+            f"{len(generate)} generate pairs are judged on output tokens/s (of whole generations) and on TPOT "
+            "(the mean decode step of each generation, from samples.csv): either one regressing is a regression"
+        )
     for label, run in (("BASE", base), ("NEW", new)):
         if run.samples.empty:
             notes.append(f"{label} has no raw samples (samples.csv): its ok cells can only be noisy")

@@ -57,6 +57,24 @@ and in 6 of the 11 uncontended cells of the other pair (0 and 5 at 25%, where
 the bar is 2.0). On a quieter machine (a dedicated runner) ``Settings(drift_allowance=False)``
 judges by the interval alone.
 
+Headline metrics. Each workload is judged on the figure its users read, with the same
+bootstrap, drift allowance, threshold and floor (``judge_speed``, called once per metric):
+
+- ``forward``: latency, the samples themselves (one forward call each);
+- ``sample``: s/image = one sampling run's end-to-end time / batch; the batch is the
+  same on both sides, so its ratio is the latency ratio of the whole-run samples,
+  labelled ``s/image``;
+- ``generate``: output tokens/s = batch x new tokens / end-to-end time, the same work on
+  both sides, so its ratio is the inverse of the whole-generation latency ratio (and
+  its interval the inverted interval): faster is a ratio above 1. And TPOT, judged
+  apart: per timed generation the mean of its decode steps (samples.csv's ``decode``
+  phase; ``Run.tpot_by_cell``) is one TPOT sample. A generation is mostly prefill at
+  short outputs and mostly decode at long ones, so a decode regression can hide in an
+  end-to-end figure dominated by prefill (or the reverse): the pair is ``regressed``
+  when either headline is, and its reason says which. ``--min-change-ms`` holds TPOT
+  to the ms of a whole generation's decode (TPOT x (new_tokens - 1)), the time the
+  change costs one call, as it holds the others to one call's p50.
+
 Verdict, with threshold t (``--threshold 5%``), band [1/(1+t), 1+t] and drift d:
 ``regressed`` when the whole latency interval lies above (1+t)(1+d), ``improved``
 when it lies below 1/((1+t)(1+d)), ``unchanged`` when it lies inside the band (the
@@ -66,7 +84,7 @@ otherwise (too wide to say, within the drift, or fewer than MIN_SAMPLES raw
 samples on a side). A pair whose cell shared its CPU or GPU with another process
 in any repeat, on either side (``contended``, bench.measure.contention; empty in
 older runs, read as not contended), is ``contended`` instead of any speed verdict:
-its latency is partly the neighbour's.
+its latency is partly the neighbour's (both headlines of a generate pair).
 With ``--min-change-ms`` m, a speed change must also be larger than m milliseconds of
 p50 latency at the near end of its interval (base p50 x (lo - 1) for a slowdown):
 on sub-millisecond cells a shared machine's scheduler moves the median by tens of
@@ -248,3 +266,128 @@ def psnr_drop(base_db: float, new_db: float) -> float:
     if new_db == -math.inf:  # NEW gives non-finite output
         return 0.0 if base_db == -math.inf else math.inf
     return min(base_db, PSNR_CEILING_DB) - min(new_db, PSNR_CEILING_DB)
+
+
+# ------------------------------------------------------------------ one metric's speed verdict
+@dataclass(frozen=True)
+class Metric:
+    """What a speed verdict is about. Its samples are always times in ms (one per call, or TPOT).
+
+    ``higher_is_better``: the metric is the samples' inverse (tokens/s), so its ratio is
+    1 / the time ratio and "faster" reads as a ratio above 1. ``call_steps``: how many
+    samples' worth of ms one call spends (TPOT: the new_tokens - 1 decode steps), what
+    the ``--min-change-ms`` floor holds the change to.
+    """
+
+    name: str
+    higher_is_better: bool = False
+    call_steps: float = 1.0
+
+
+LATENCY = Metric("latency")
+#: each workload's headline metric (module docstring, "Headline metrics")
+HEADLINES: dict[str, Metric] = {
+    "forward": LATENCY,
+    "sample": Metric("s/image"),
+    "generate": Metric("tokens/s", higher_is_better=True),
+}
+
+
+def headline(workload: str) -> Metric:
+    """The workload's headline metric; an unknown workload is judged on latency, as forward is."""
+    return HEADLINES.get(workload, LATENCY)
+
+
+def tpot_metric(new_tokens: int) -> Metric:
+    """TPOT of a generation of ``new_tokens``: one sample per generation, new_tokens - 1 decode steps each."""
+    return Metric("TPOT", call_steps=max(new_tokens - 1, 1))
+
+
+@dataclass(frozen=True)
+class SpeedJudgement:
+    """One metric's speed verdict for a pair: the interval, the drift it had to clear, the reasons."""
+
+    metric: Metric
+    speed: str  # regressed | improved | unchanged | noisy (contention is the caller's: it is per pair)
+    ci: RatioCI | None  # median(new) / median(base) of the time samples; None with too few samples
+    drift: float
+    reasons: tuple[str, ...]
+
+    @property
+    def metric_ci(self) -> RatioCI | None:
+        """The ratio of the metric itself: the time ratio, or its inverse (interval inverted) for tokens/s."""
+        if self.ci is None or not self.metric.higher_is_better:
+            return self.ci
+        return RatioCI(1 / self.ci.ratio, 1 / self.ci.hi, 1 / self.ci.lo)
+
+
+TIME_REASONS = {
+    "regressed": "slower: interval all above +{t:.0%}{d}",
+    "improved": "faster: interval all below -{tl:.1%}{d}",
+    "unchanged": "interval within +-{t:.0%}",
+    "noisy": "interval too wide to say at +-{t:.0%}",
+}
+RATE_REASONS = {  # the same intervals, said of a rate (the inverse of the time ratio)
+    "regressed": "slower: interval all below -{tl:.1%}{d}",
+    "improved": "faster: interval all above +{t:.0%}{d}",
+    "unchanged": "interval within +-{t:.0%}",
+    "noisy": "interval too wide to say at +-{t:.0%}",
+}
+
+
+def _runs(base: int, new: int) -> str:
+    """'single runs', '3 repeats a side' or '1 and 3 repeats'."""
+    if base == new:
+        return "single runs" if base == 1 else f"{base} repeats a side"
+    return f"{base} and {new} repeats"
+
+
+def judge_speed(
+    b_reps: list[np.ndarray], n_reps: list[np.ndarray], settings: Settings, metric: Metric = LATENCY
+) -> SpeedJudgement:
+    """The speed verdict of one metric from each side's repeats of time samples (ms).
+
+    The bootstrap pools repeats (two levels), the drift allowance shrinks with them, and
+    a change must clear the threshold, the drift and the ``--min-change-ms`` floor (module
+    docstring). The reasons name the metric unless it is plain latency.
+    """
+    t = settings.threshold
+    prefix = "" if metric == LATENCY else f"{metric.name} "
+    n_base, n_new = sum(len(r) for r in b_reps), sum(len(r) for r in n_reps)
+    if min(n_base, n_new) < MIN_SAMPLES:
+        what = "raw samples" if metric == LATENCY else f"{metric.name} samples"
+        reason = f"too few {what} for an interval (BASE {n_base}, NEW {n_new})"
+        return SpeedJudgement(metric, "noisy", None, 0.0, (reason,))
+    ci = bootstrap_ratio(
+        b_reps, n_reps, n_boot=settings.n_boot, confidence=settings.confidence, seed=settings.seed
+    )
+    drift = drift_allowance(len(b_reps), len(n_reps)) if settings.drift_allowance else 0.0
+    speed = speed_verdict(ci, t, drift)
+    without_drift = speed_verdict(ci, t)
+    d = f" and x{1 + drift:.2f} run-to-run drift" if drift and speed in ("regressed", "improved") else ""
+    texts = RATE_REASONS if metric.higher_is_better else TIME_REASONS
+    reasons = [prefix + texts[speed].format(t=t, tl=1 - 1 / (1 + t), d=d)]
+    if speed == "noisy" and without_drift in ("regressed", "improved"):
+        more = max(SUGGESTED_REPEATS, len(b_reps) + 2, len(n_reps) + 2)
+        reasons[-1] = (
+            f"{prefix}{'slower' if without_drift == 'regressed' else 'faster'} beyond +-{t:.0%}, but not beyond "
+            f"it and the x{1 + drift:.2f} run-to-run drift of {_runs(len(b_reps), len(n_reps))} "
+            f"(more repeats shrink it: bench run --repeats {more})"
+        )
+    base_ms = float(np.median(np.concatenate(b_reps))) * metric.call_steps
+    near_ms = base_ms * (ci.lo - 1 if speed == "regressed" else 1 - ci.hi)
+    if speed in ("regressed", "improved") and near_ms <= settings.min_change_ms:
+        speed = "unchanged"
+        reasons.append(
+            f"but possibly by only {near_ms:.3f} ms, within the {settings.min_change_ms:g} ms floor"
+        )
+    return SpeedJudgement(metric, speed, ci, drift, tuple(reasons))
+
+
+def combined_speed(speeds: list[str]) -> str:
+    """Several metrics' verdicts as one: regressed if any is, else improved if any is, else noisy
+    if any is, else unchanged (every metric agreed within the threshold)."""
+    for verdict in ("regressed", "improved", "noisy"):
+        if verdict in speeds:
+            return verdict
+    return "unchanged"

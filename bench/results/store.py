@@ -228,6 +228,23 @@ class Run:
             for cid, group in ordered.groupby("cell_id", sort=False)
         }
 
+    def tpot_by_cell(self) -> dict[int, np.ndarray]:
+        """cell_id -> each timed generation's TPOT in ms (the mean of its decode steps), in iteration order.
+
+        The same figure as the cell's ``tpot_ms`` (bench.measure.generation: (t_new - t_1) /
+        (new - 1)), one per generation, so compare can bootstrap it like the whole calls.
+        Cells without decode steps (other workloads, one new token, older runs) are absent.
+        """
+        if self.samples.empty:
+            return {}
+        decode = self.samples[self.samples["phase"] == "decode"]
+        if decode.empty:
+            return {}
+        means = decode.groupby(["cell_id", "iter"], sort=True)["latency_ms"].mean()
+        return {
+            int(cid): group.to_numpy(dtype=float) for cid, group in means.groupby(level="cell_id", sort=False)
+        }
+
 
 def run_folder(path: Path) -> Path:
     """A run is named by its folder or by its cells.csv; both mean the folder."""
