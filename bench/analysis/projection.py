@@ -35,6 +35,30 @@ The method, in four steps, each with its assumption stated where it is made:
    roofline bound is limited by per-call overhead, which the roofline does not
    model, so its projections are flagged unreliable.
 
+The generate and sample workloads (bench.analysis.roofline, ``phase_traffic``) go through
+the same four steps, each phase as its own row (``phase``), with its own item and bound:
+
+- a generate cell is two rows. ``decode``: the item is one new token of one sequence
+  (2 x params FLOPs), a step reads the measured ``decode_gb_s x tpot_ms / 1e3`` GB
+  (weights + KV cache), so at the batches served it is bandwidth-bound and its
+  efficiency is the measured decode GB/s over the source's bandwidth (the run's
+  ``pct_of_bandwidth`` / 100 when the source is the peak measured there, which it is
+  calibrated against). The projected decode then runs at efficiency x the target's
+  bandwidth: ``latency_ms`` is the projected TPOT, ``throughput_items_s`` the tokens/s
+  of the batch while decoding (batch / TPOT). ``prefill``: the item is one prompt
+  token (2 x params FLOPs, the weights read once per prompt): compute-bound beyond
+  the ridge, ``latency_ms`` the projected TTFT, items/s the prefill tokens/s. Both
+  need the weights and the KV cache in memory. At another batch the weights are
+  read once per step as before and the KV cache per sequence;
+- a sample cell is one row, one image of a whole sampling run (its recorded FLOPs):
+  no bytes are traced for it, so the compute roof alone bounds it, calibrated as
+  forward cells are.
+
+``bound`` says which roof and which phase: "memory (decode)", "compute (prefill)",
+"compute (forward)", "compute (sample)". Rows of one model, pipeline and phase
+calibrate each other only with the same workload settings (prompt, new tokens,
+KV cache; steps, guidance, sampler): ``settings`` names them.
+
 Cost columns: items/s per 1000 USD of purchase price, USD per million items at
 the cloud price per hour, items per joule at TDP (a device drawing less than
 TDP does better, so it is a lower bound on energy efficiency).
@@ -46,8 +70,19 @@ import math
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from bench.analysis.roofline import GIB, Traffic, max_batch, memory_needed, peak_precision, roofline
+from bench.analysis.matching import settings_text, workload_of
+from bench.analysis.roofline import (
+    GIB,
+    PhaseWork,
+    max_batch,
+    memory_needed,
+    peak_precision,
+    phase_work,
+    phases_of,
+    roofline,
+)
 from bench.analysis.source import Source
+from bench.core.precision import compute_precision
 from bench.hardware.catalog import DeviceSpec
 
 if TYPE_CHECKING:
@@ -57,10 +92,14 @@ if TYPE_CHECKING:
 #: dispatch, thread wake-ups), which the roofline does not model: its rows are flagged as unreliable
 OVERHEAD_BOUND_EFFICIENCY = 0.01
 
+#: relative float round-off a measured value may sit outside the band and still be in it (add_check)
+BAND_ROUNDING = 1e-9
+
 #: columns of projection.csv, units in the names (tidy: one row per model x pipeline x target x batch)
 PROJECTION_COLUMNS: tuple[str, ...] = (
-    "source_run", "source_device_name", "source_peak", "model", "size", "family", "item", "pipeline",
-    "precision", "target", "target_name", "target_kind", "target_precision", "batch_size", "status", "reason",
+    "source_run", "source_device_name", "source_peak", "model", "size", "family", "item", "workload", "phase",
+    "settings", "pipeline", "precision", "target", "target_name", "target_kind", "target_precision", "batch_size",
+    "status", "reason",
     "calibrated_from", "gflops_per_item", "mb_moved_per_item", "arithmetic_intensity_flop_per_byte",
     "ridge_flop_per_byte", "bound", "target_peak_tflops", "target_bandwidth_gb_s", "roofline_items_s",
     "efficiency", "efficiency_lo", "efficiency_hi", "throughput_items_s", "throughput_items_s_lo",
@@ -72,50 +111,56 @@ PROJECTION_COLUMNS: tuple[str, ...] = (
 
 # ----------------------------------------------------------------- calibration
 def efficiencies(cells: pd.DataFrame, source: DeviceSpec, fp32_as: str = "tf32") -> pd.DataFrame:
-    """One row per ok cell: its measured items/s over the source device's roofline bound, and its traffic.
+    """One row per ok cell and phase: its measured items/s over the source device's roofline bound, its traffic.
 
-    Cells whose precision the source has no peak for, or that record no bytes moved,
-    get NaN efficiency (they cannot calibrate anything) and say why in ``reason``.
+    A forward or sample cell is one phase, a generate cell two (prefill, decode: module
+    docstring). Cells whose precision the source has no peak for, or that record no work
+    or bytes, get NaN efficiency (they cannot calibrate anything) and say why in ``reason``.
     """
     import pandas as pd
 
     rows = []
     ok = cells[(cells["status"] == "ok") & cells["throughput_items_s"].notna()]
-    for cell in ok.itertuples(index=False):
-        traffic = Traffic.from_row(cell)
-        precision = str(cell.precision) if not pd.isna(cell.precision) else "fp32"
-        efficiency, reason = math.nan, ""
-        key, why = peak_precision(precision, source, fp32_as)
-        if not isinstance(traffic, Traffic):
-            reason = traffic
-        elif pd.isna(cell.gflops_per_item):
-            reason = "the run records no FLOPs for this cell (its notes say why)"
-        elif key is None:
-            reason = why
-        else:
-            flops = float(cell.gflops_per_item) * 1e9
-            peak_flops = source.peak_flops(key)
-            assert peak_flops is not None
-            bound = roofline(
-                flops, traffic.bytes_per_item(int(cell.batch_size)), peak_flops, source.bandwidth_bytes_s
+    for _, cell in ok.iterrows():
+        precision = str(cell["precision"]) if not pd.isna(cell["precision"]) else "fp32"
+        pipeline = str(cell["pipeline"])
+        key, why = peak_precision(precision, source, fp32_as, pipeline)
+        for phase in phases_of(cell):
+            work = phase_work(cell, phase)
+            efficiency, reason = math.nan, ""
+            if isinstance(work, str):
+                reason = work
+            elif key is None:
+                reason = why
+            else:
+                peak_flops = source.peak_flops(key)
+                assert peak_flops is not None
+                bound = roofline(
+                    work.flops_per_item,
+                    work.traffic.bytes_per_item(int(cell["batch_size"])),
+                    peak_flops,
+                    source.bandwidth_bytes_s,
+                )
+                efficiency = work.measured_items_s / bound.items_s
+            rows.append(
+                {
+                    "model": cell["model"],
+                    "size": cell["size"],
+                    "family": cell["family"],
+                    "item": cell["item"],
+                    "workload": workload_of(cell),
+                    "phase": phase,
+                    "settings": settings_text(cell),
+                    "pipeline": pipeline,
+                    "precision": precision,
+                    "batch_size": int(cell["batch_size"]),
+                    "gflops_per_item": work.flops_per_item / 1e9 if not isinstance(work, str) else math.nan,
+                    "throughput_items_s": work.measured_items_s if not isinstance(work, str) else math.nan,
+                    "efficiency": efficiency,
+                    "reason": reason,
+                    "work": work,
+                }
             )
-            efficiency = float(cell.throughput_items_s) / bound.items_s
-        rows.append(
-            {
-                "model": cell.model,
-                "size": cell.size,
-                "family": cell.family,
-                "item": cell.item,
-                "pipeline": cell.pipeline,
-                "precision": precision,
-                "batch_size": int(cell.batch_size),
-                "gflops_per_item": float(cell.gflops_per_item),
-                "throughput_items_s": float(cell.throughput_items_s),
-                "efficiency": efficiency,
-                "reason": reason,
-                "traffic": traffic,
-            }
-        )
     return pd.DataFrame(rows)
 
 
@@ -137,7 +182,7 @@ def project(
     holdout: bool = False,
     source_run: str = "",
 ) -> pd.DataFrame:
-    """The projection table: one row per (target, model, size, pipeline, batch size).
+    """The projection table: one row per (target, model, size, pipeline, phase, batch size).
 
     ``batch_sizes`` defaults to those measured in the run. ``holdout`` calibrates
     each row without the cells measured at its own batch size, so a check against
@@ -153,19 +198,19 @@ def project(
     wanted = tuple(sorted(set(batch_sizes))) if batch_sizes else tuple(sorted(eff["batch_size"].unique()))
     rows: list[dict[str, Any]] = []
     for target in targets:
-        for _key, group in eff.groupby(["model", "size", "pipeline"], sort=False):
+        for _key, group in eff.groupby(["model", "size", "pipeline", "phase", "settings"], sort=False):
             first = group.iloc[0]
             precision = str(first["precision"])
-            traffic = first["traffic"]
-            key, unsupported = peak_precision(precision, target, fp32_as)
+            work = first["work"]
+            key, unsupported = peak_precision(precision, target, fp32_as, str(first["pipeline"]))
             calibrating, band_cells, note = _calibration_cells(
                 eff, group, precision, source.spec, target, fp32_as
             )
             for batch in wanted:
                 row = _base_row(source_run, device_name, source, target, first, batch)
                 rows.append(row)
-                if not isinstance(traffic, Traffic):
-                    row.update(status="no-profile", reason=traffic)
+                if not isinstance(work, PhaseWork):
+                    row.update(status="no-profile", reason=work)
                     continue
                 if key is None:
                     row.update(status="unsupported", reason=unsupported)
@@ -179,7 +224,7 @@ def project(
                     row.update(status="no-calibration", reason=why)
                     continue
                 central = usable[usable["batch_size"] == near].iloc[0]
-                _fill(row, traffic, target, key, batch, central, band, note)
+                _fill(row, work, target, key, batch, central, band, note)
     return pd.DataFrame(rows, columns=list(PROJECTION_COLUMNS))
 
 
@@ -212,18 +257,25 @@ def _calibration_cells(
     ~1 GFLOP/s "peak"); such rows are calibrated with the model's fp32 cells
     instead, and say so.
     """
-    model, size = group.iloc[0]["model"], group.iloc[0]["size"]
-    same_model = eff[(eff["model"] == model) & (eff["size"] == size) & eff["efficiency"].notna()]
+    first = group.iloc[0]
+    same_model = eff[
+        (eff["model"] == first["model"])
+        & (eff["size"] == first["size"])
+        & (eff["phase"] == first["phase"])
+        & (eff["settings"] == first["settings"])
+        & eff["efficiency"].notna()
+    ]
     own = group[group["efficiency"].notna()]
     family = same_model[same_model["precision"] == precision]
-    if not (emulated(source, precision) and not emulated(target, precision)):
+    computes = compute_precision(precision, str(first["pipeline"])) or precision
+    if not (emulated(source, computes) and not emulated(target, computes)):
         return own, family, ""
     fp32_family = same_model[same_model["precision"] == "fp32"]
     baseline = fp32_family[fp32_family["pipeline"] == "fp32"]
     central = baseline if not baseline.empty else fp32_family
-    src_rate, src_fp32 = source.peak_flops(precision), source.peak_flops("fp32")
+    src_rate, src_fp32 = source.peak_flops(computes), source.peak_flops("fp32")
     note = (
-        f"{precision} is emulated on the measured device ({(src_rate or 0) / 1e9:.3g} vs fp32 "
+        f"{computes} is emulated on the measured device ({(src_rate or 0) / 1e9:.3g} vs fp32 "
         f"{(src_fp32 or 0) / 1e9:.3g} GFLOP/s): calibrated with the fp32 cells' efficiency"
     )
     return central, fp32_family, note
@@ -240,6 +292,9 @@ def _base_row(
         "size": first["size"],
         "family": first["family"],
         "item": first["item"],
+        "workload": first["workload"],
+        "phase": first["phase"],
+        "settings": first["settings"],
         "pipeline": first["pipeline"],
         "precision": first["precision"],
         "target": target.label,
@@ -255,7 +310,7 @@ def _base_row(
 
 def _fill(
     row: dict[str, Any],
-    traffic: Traffic,
+    work: PhaseWork,
     target: DeviceSpec,
     key: str,
     batch: int,
@@ -263,6 +318,13 @@ def _fill(
     band_cells: pd.DataFrame,
     note: str = "",
 ) -> None:
+    """Project one row: efficiency x the target's roofline bound at ``batch``; one call's time from it.
+
+    One call of the phase makes ``batch x items_per_sequence`` items (a prefill: the prompt's
+    tokens of every sequence), so ``latency_ms`` is that over items/s: a forward call, a
+    sampling run, TTFT or TPOT.
+    """
+    traffic = work.traffic
     peak_flops = target.peak_flops(key)
     assert peak_flops is not None
     flops = float(central["gflops_per_item"]) * 1e9
@@ -273,9 +335,10 @@ def _fill(
     hi = max(float(band_cells["efficiency"].max()), efficiency)
     items, items_lo, items_hi = (e * bound.items_s for e in (efficiency, lo, hi))
     needed = memory_needed(traffic, batch, target.kind)
-    largest = max_batch(traffic, target.memory_bytes, target.kind)
-    fits = batch <= largest
-    notes = [note] if note else []
+    # without traced activations (a sampling run) only the weights are known: no largest batch to give
+    largest: int | None = max_batch(traffic, target.memory_bytes, target.kind) if work.traced_bytes else None
+    fits = batch <= largest if largest is not None else needed <= target.memory_bytes
+    notes = [n for n in (note, work.note) if n]
     if efficiency < OVERHEAD_BOUND_EFFICIENCY:
         notes.append(
             f"efficiency {efficiency:.1e} on the measured device: per-call overhead, not the roofline, "
@@ -286,10 +349,10 @@ def _fill(
         target_precision=key,
         calibrated_from=f"{central['pipeline']}@{int(central['batch_size'])}",
         gflops_per_item=flops / 1e9,
-        mb_moved_per_item=moved / 1e6,
-        arithmetic_intensity_flop_per_byte=bound.intensity,
+        mb_moved_per_item=moved / 1e6 if work.traced_bytes else math.nan,
+        arithmetic_intensity_flop_per_byte=bound.intensity if work.traced_bytes else math.nan,
         ridge_flop_per_byte=bound.ridge,
-        bound=bound.bound,
+        bound=f"{bound.bound} ({work.phase})",
         target_peak_tflops=peak_flops / 1e12,
         roofline_items_s=bound.items_s,
         efficiency=efficiency,
@@ -302,16 +365,18 @@ def _fill(
     if not fits:
         row.update(
             status="does-not-fit",
-            reason=f"needs {needed / GIB:.1f} GiB of {target.memory_bytes / GIB:.1f} GiB; largest batch {largest}",
+            reason=f"needs {needed / GIB:.1f} GiB of {target.memory_bytes / GIB:.1f} GiB"
+            + (f"; largest batch {largest}" if largest is not None else ""),
         )
         return
+    per_call = batch * work.items_per_sequence
     row.update(
         throughput_items_s=items,
         throughput_items_s_lo=items_lo,
         throughput_items_s_hi=items_hi,
-        latency_ms=batch / items * 1e3,
-        latency_ms_lo=batch / items_hi * 1e3,
-        latency_ms_hi=batch / items_lo * 1e3,
+        latency_ms=per_call / items * 1e3,
+        latency_ms_lo=per_call / items_hi * 1e3,
+        latency_ms_hi=per_call / items_lo * 1e3,
     )
     if target.price is not None:
         row["items_s_per_kusd"] = items / (target.price.value / 1000.0)
@@ -326,19 +391,25 @@ def add_check(projection: pd.DataFrame, measured: pd.DataFrame, target_label: st
     """Fill measured_items_s, error_pct (projected/measured - 1, in %) and in_band for ``target_label``'s rows.
 
     ``measured`` is the cells table of a run made on that target; rows match on
-    model, size, pipeline and batch size, ok cells only.
+    model, size, pipeline, batch size, phase and workload settings, ok cells only. A
+    generate cell's measured items/s are its phase's: batch / TPOT for decode, the
+    prefill tokens/s for prefill.
     """
     import pandas as pd
 
     frame = projection.copy()
     ok = measured[(measured["status"] == "ok") & measured["throughput_items_s"].notna()]
-    lookup = {
-        (r.model, r.size, r.pipeline, int(r.batch_size)): float(r.throughput_items_s)
-        for r in ok.itertuples(index=False)
-    }
+    lookup: dict[tuple[Any, ...], float] = {}
+    for _, r in ok.iterrows():
+        for phase in phases_of(r):
+            work = phase_work(r, phase)
+            if isinstance(work, PhaseWork):
+                key = (r["model"], r["size"], r["pipeline"], int(r["batch_size"]), phase, settings_text(r))
+                lookup[key] = work.measured_items_s
     measured_col, error_col, band_col = [], [], []
     for row in frame.itertuples(index=False):
-        value = lookup.get((row.model, row.size, row.pipeline, int(row.batch_size)))
+        settings = row.settings if isinstance(row.settings, str) else ""
+        value = lookup.get((row.model, row.size, row.pipeline, int(row.batch_size), row.phase, settings))
         projected = row.throughput_items_s
         if row.target != target_label or value is None or _isnan(projected):
             measured_col.append(value if row.target == target_label else math.nan)
@@ -347,7 +418,12 @@ def add_check(projection: pd.DataFrame, measured: pd.DataFrame, target_label: st
             continue
         measured_col.append(value)
         error_col.append((float(projected) / value - 1.0) * 100.0)
-        band_col.append(bool(row.throughput_items_s_lo <= value <= row.throughput_items_s_hi))
+        # the band's ends are products of the measured value's own efficiency: float round-off is inside
+        lo, hi = (
+            row.throughput_items_s_lo * (1 - BAND_ROUNDING),
+            row.throughput_items_s_hi * (1 + BAND_ROUNDING),
+        )
+        band_col.append(bool(lo <= value <= hi))
     frame["measured_items_s"] = pd.Series(measured_col, index=frame.index, dtype="float64")
     frame["error_pct"] = pd.Series(error_col, index=frame.index, dtype="float64")
     frame["in_band"] = pd.Series(band_col, index=frame.index, dtype="boolean")

@@ -312,8 +312,10 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Handler]:
     p = sub.add_parser(
         "compare",
         help="compare two runs cell by cell: ratios with confidence intervals and a verdict",
-        description="Join the cells of BASE and NEW on their key and judge each pair: improved, regressed, "
-        "unchanged or noisy, from a bootstrap interval of the median latency ratio of the raw samples.",
+        description="Join the cells of BASE and NEW on their key (and workload settings) and judge each pair: "
+        "improved, regressed, unchanged or noisy, from a bootstrap interval of the median ratio of the raw "
+        "samples of each workload's headline: latency (forward), s/image (sample), output tokens/s and TPOT "
+        "(generate: regressed if either is).",
         epilog=COMPARE_EXAMPLES,
         formatter_class=fmt,
     )

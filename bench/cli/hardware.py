@@ -34,6 +34,11 @@ PROJECT_EXAMPLES = """examples:
   python -m bench project --from results/RUN --targets self --check results/RUN --holdout
   python -m bench project --from results/CPU_RUN --targets h100-sxm --check results/H100_RUN
   python -m bench project --from results/RUN --targets xeon-spr-core:8,l4 --batch-sizes 1,8,64 --csv proj.csv
+  python -m bench project --from results/GPT_RUN --targets h100-sxm,l4 --batch-sizes 1,8,32   # TTFT, TPOT, tokens/s
+
+A generate cell projects as two rows: prefill (latency: TTFT) and decode (latency: TPOT, items/s:
+the batch's tokens/s; a step reads the measured decode bytes, weights + KV cache, at the measured
+share of the bandwidth); a sample cell by its FLOPs alone. The `bound` column names the roof and phase.
 """
 
 
@@ -72,7 +77,8 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Callable[[argparse.Na
     proj = sub.add_parser(
         "project",
         help="project a measured run onto catalogued devices (roofline x measured efficiency)",
-        description="Project throughput, latency, memory fit and cost of a run's cells onto other devices. "
+        description="Project throughput, latency, memory fit and cost of a run's cells onto other devices: "
+        "forward calls and sampling runs, and a generation's prefill and decode (TTFT, TPOT, tokens/s). "
         "Method and assumptions: see bench/analysis/projection.py.",
         epilog=PROJECT_EXAMPLES,
         formatter_class=raw,

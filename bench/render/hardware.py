@@ -154,17 +154,30 @@ def _note_texts(status: str, reason: Any) -> list[str]:
     return [OVERHEAD_NOTE if "per-call overhead" in part else part for part in parts]
 
 
-def _projection_row(r: Any, notes: Notes, with_check: bool) -> list[Cell]:
+def _fits_text(r: Any) -> str:
+    """'yes (64)': fits, and the largest batch that does; without one (a sampling run's
+    untraced activations) just yes or no."""
+    answer = "yes" if bool(r.fits) else "no"
+    return answer if pd.isna(r.max_batch) else f"{answer} ({num(r.max_batch)})"
+
+
+def _with_phases(frame: pd.DataFrame) -> bool:
+    """Whether any row is a phase other than a forward call (generate's prefill/decode, sampling)."""
+    return "phase" in frame.columns and bool((frame["phase"].fillna("forward") != "forward").any())
+
+
+def _projection_row(r: Any, notes: Notes, with_check: bool, phases: bool = False) -> list[Cell]:
     shown = r.status in ("ok", "does-not-fit")
     ok = r.status == "ok"
     row: list[Cell] = [
-        str(r.target), f"{r.model} {r.size}", str(r.pipeline), str(r.batch_size),
+        str(r.target), f"{r.model} {r.size}", str(r.pipeline), *([str(r.phase)] if phases else []),
+        str(r.batch_size),
         num(r.throughput_items_s) if ok else "-",
         f"{num(r.throughput_items_s_lo)}..{num(r.throughput_items_s_hi)}" if ok else "-",
         num(r.latency_ms) if ok else "-",
         f"{r.target_precision} {num(r.target_peak_tflops)}T" if shown else "-",
         str(r.bound) if shown else "-",
-        (f"yes ({num(r.max_batch)})" if bool(r.fits) else f"no ({num(r.max_batch)})") if shown else "-",
+        _fits_text(r) if shown else "-",
         num(r.items_s_per_kusd), num(r.usd_per_million_items), num(r.items_per_joule),
         "".join(notes.ref(text) for text in _note_texts(str(r.status), r.reason)),
     ]  # fmt: skip
@@ -178,21 +191,28 @@ def projection_tables(
 ) -> list[Any]:
     """The projection's table at ``width`` columns, its notes, the --check summary and where the CSV is."""
     with_check = check is not None
+    phases = _with_phases(frame)
     columns = [
         Column("target", fixed=True), Column("model", fixed=True), Column("pipeline", fixed=True),
-        Column.number("batch"), Column.number("items/s"), Column.number("band", drop=1),
-        Column.number("latency ms", drop=2), Column.number("peak", drop=5), Column("bound", fixed=True, drop=5),
+        *([Column("phase", fixed=True)] if phases else []), Column.number("batch"), Column.number("items/s"),
+        Column.number("band", drop=1), Column.number("latency ms", drop=2), Column.number("peak", drop=5),
+        Column("bound", fixed=True, drop=2 if phases else 5),
         Column("fits (max batch)", fixed=True, drop=3), Column.number("items/s per k$", drop=3),
         Column.number("$ per M items", drop=4), Column.number("items/J", drop=4), Column("notes", fixed=True),
     ]  # fmt: skip
     if with_check:
         columns += [Column.number("measured", drop=1), Column.number("error", drop=1)]
     notes = Notes()
-    rows = [_projection_row(r, notes, with_check) for r in frame.itertuples(index=False)]
+    rows = [_projection_row(r, notes, with_check, phases) for r in frame.itertuples(index=False)]
     title = (
         "projected throughput = efficiency on the measured device x the target's roofline bound "
         "(band: min..max efficiency over the pipeline family's cells)"
     )
+    if phases:
+        title += (
+            "; a generation is two rows: prefill (items: prompt tokens, latency: TTFT) and decode "
+            "(items/s: the batch's tokens/s, latency: TPOT); sample: images, latency: one sampling run"
+        )
     table, left_out = fit_table(
         columns, rows, width, title=title, title_justify="left", elsewhere=f"the CSV has them ({csv})"
     )
@@ -209,7 +229,8 @@ def projection_tables(
             errors = rows_checked["error_pct"].astype(float).abs()
             in_band = rows_checked["in_band"].astype("boolean").fillna(False).astype(bool)
             summary = (
-                f"--check {path} ({target.label}): {len(rows_checked)} cells, median |error| "
+                f"--check {path} ({target.label}): {len(rows_checked)} {'rows' if phases else 'cells'}, "
+                "median |error| "
                 f"{percent(errors.median(), signed=False)}, max |error| {percent(errors.max(), signed=False)}, "
                 f"{int(in_band.sum())}/{len(rows_checked)} measured values inside the band"
                 + (" [holdout]" if holdout else "")
