@@ -35,7 +35,7 @@ The method, in four steps, each with its assumption stated where it is made:
    roofline bound is limited by per-call overhead, which the roofline does not
    model, so its projections are flagged unreliable.
 
-The generate and sample workloads (bench.analysis.roofline, ``phase_traffic``) go through
+The generate and sample workloads (bench.analysis.roofline, ``phase_work``) go through
 the same four steps, each phase as its own row (``phase``), with its own item and bound:
 
 - a generate cell is two rows. ``decode``: the item is one new token of one sequence

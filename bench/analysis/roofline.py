@@ -19,7 +19,7 @@ user's own included, and never rebuilds one.
   the target's memory.
 
 The generate and sample workloads have no traced traffic (one timed call is a whole
-generation or sampling run); ``phase_traffic`` builds theirs from the row's own columns,
+generation or sampling run); ``phase_work`` builds theirs from the row's own columns,
 each phase with its own item (``PHASES``):
 
 - decode (item: one new token of one sequence, 2 x params FLOPs): the bytes one decode
