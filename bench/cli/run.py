@@ -185,8 +185,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             "config": config.to_json(),
         }
     )
+    defaults = config.pipelines is None
     cells = plan_cells(
-        specs, config.size, pipelines, config.batch_sizes, config.repeats, defaults=config.pipelines is None
+        specs, config.size, pipelines, config.batch_sizes, config.repeats, defaults, device.is_cuda
     )
 
     console = make_console()
@@ -206,6 +207,16 @@ def cmd_run(args: argparse.Namespace) -> int:
             reason = excluded_reason(pipeline, device)
             if reason is not None:
                 console.print(f"  [dim]left out of the default matrix: {pipeline.text} ({reason})[/]")
+        if not device.is_cuda:
+            from bench.harness.plan import CPU_LEFT_OUT
+
+            workloads = {spec.workload for spec in specs}
+            for workload, left in CPU_LEFT_OUT.items():
+                for text, why in left.items():
+                    if workload in workloads:
+                        console.print(
+                            f"  [dim]left out of the {workload} models' defaults: {text} ({why})[/]"
+                        )
     started = time.perf_counter()
     with cell_progress(console, len(cells)) as progress:
         task = progress.add_task("cells", total=len(cells))

@@ -9,7 +9,7 @@ import torch
 
 from bench.cli import main
 from bench.core.device import Device
-from bench.harness.plan import WORKLOAD_DEFAULTS, plan_cells, resolve_models, resolve_pipelines
+from bench.harness.plan import CPU_LEFT_OUT, WORKLOAD_DEFAULTS, plan_cells, resolve_models, resolve_pipelines
 from bench.results.store import read_cells, read_samples
 
 FAST = [
@@ -123,7 +123,14 @@ def test_the_default_matrix_gives_a_generate_model_its_own_defaults_only() -> No
     dcgan = [c.pipeline.text for c in cells if c.spec.name == "dcgan"]
     assert gpt and gpt[0] == "fp32"
     assert set(gpt) <= set(WORKLOAD_DEFAULTS["generate"])
-    assert gpt == [p.text for p in pipelines if p.text in WORKLOAD_DEFAULTS["generate"]]
+    cpu_defaults = [
+        p.text
+        for p in pipelines
+        if p.text in WORKLOAD_DEFAULTS["generate"] and p.text not in CPU_LEFT_OUT["generate"]
+    ]
+    assert gpt == cpu_defaults and "compile" not in gpt  # compile: asked for by name on CPU (CPU_LEFT_OUT)
+    on_gpu = plan_cells(specs, "tiny", pipelines, (1,), defaults=True, on_gpu=True)
+    assert "compile" in [c.pipeline.text for c in on_gpu if c.spec.name == "gpt"]
     assert "channels_last" not in gpt and "ort" not in gpt
     assert "channels_last" in dcgan  # a forward model keeps the whole default matrix
     assert len(dcgan) > len(gpt)
