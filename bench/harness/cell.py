@@ -32,7 +32,7 @@ from bench.harness.plan import Cell
 from bench.harness.reference import Reference, References
 from bench.harness.result import BuildResult, CellIdentity, CellOutcome, CellResult, Throughput
 from bench.measure.clocks import HostTimer, Timer
-from bench.measure.contention import ContentionMeter, gpu_process_reader
+from bench.measure.contention import ContentionMeter, HostContention, gpu_process_reader
 from bench.measure.fidelity import compare_outputs
 from bench.measure.gpu_watch import GpuWatch
 from bench.measure.memory import (
@@ -44,7 +44,7 @@ from bench.measure.memory import (
     reset_device_peak,
 )
 from bench.measure.nvml import Nvml
-from bench.measure.sampling import SamplingPolicy, sample_adaptively
+from bench.measure.sampling import Sampled, SamplingPolicy, sample_adaptively
 from bench.measure.stats import summarize
 from bench.measure.transfers import Transfers, measure_transfers
 from bench.measure.work import WorkPerItem, count_flops, measure_work
@@ -125,22 +125,8 @@ def measure_cell(
         output = runtime.to_torch(first_output.pop())
         transfers = _transfers(runtime, ref, prepared, tools, settings.include_transfers)
         timed = _timed_call(runtime, ref, prepared, transfers.included)
-        watch = GpuWatch(tools.nvml, tools.synchronize)
-        meter = ContentionMeter(
-            torch.get_num_threads(),
-            gpu_processes=gpu_process_reader(tools.nvml) if tools.nvml is not None else None,
-            own_pids=settings.run_pids,
-        )
-
-        def timed_start() -> None:
-            watch.timed_start()
-            meter.start()
-
-        sampled = sample_adaptively(
-            lambda: tools.timer.measure(timed), settings.policy, on_timed_start=timed_start
-        )
-        contention = meter.stop()
-        watch.timed_end()
+        region = sample_watched(lambda: tools.timer.measure(timed), tools, settings)
+        sampled, contention, watch = region.sampled, region.contention, region.watch
         energy = watch.measure_energy(timed, cell.batch_size)
     latency = summarize(sampled.latencies_ms)
     throughput = Throughput.of(
@@ -179,6 +165,45 @@ def measure_cell(
         energy=energy,
         samples_ms=tuple(sampled.latencies_ms),
     )
+
+
+@dataclass(frozen=True)
+class TimedRegion:
+    """What sampling a cell gave: the raw samples, the host's contention over them, the GPU's watch."""
+
+    sampled: Sampled
+    contention: HostContention
+    watch: GpuWatch
+
+
+def sample_watched(
+    measure_once: Callable[[], float],
+    tools: Instruments,
+    settings: CellSettings,
+    on_timed_start: Callable[[], None] = lambda: None,
+) -> TimedRegion:
+    """Adaptive sampling of ``measure_once``, with NVML read and contention metered over the timed samples
+    alone (warm-up excluded): the one timed region every workload's cell goes through.
+
+    ``on_timed_start`` runs between warm-up and the first timed sample (a workload starts keeping
+    its step times there).
+    """
+    watch = GpuWatch(tools.nvml, tools.synchronize)
+    meter = ContentionMeter(
+        torch.get_num_threads(),
+        gpu_processes=gpu_process_reader(tools.nvml) if tools.nvml is not None else None,
+        own_pids=settings.run_pids,
+    )
+
+    def timed_start() -> None:
+        on_timed_start()
+        watch.timed_start()
+        meter.start()
+
+    sampled = sample_adaptively(measure_once, settings.policy, on_timed_start=timed_start)
+    contention = meter.stop()
+    watch.timed_end()
+    return TimedRegion(sampled, contention, watch)
 
 
 def apply_pipeline(cell: Cell, start: TorchArtifact, ctx: PassContext) -> tuple[Artifact, TorchArtifact]:

@@ -38,7 +38,7 @@ from torch import nn
 from bench.core.artifact import TorchArtifact
 from bench.core.errors import NotApplicable
 from bench.hardware.peak import peak_note
-from bench.harness.cell import CellSettings, Instruments, apply_pipeline
+from bench.harness.cell import CellSettings, Instruments, apply_pipeline, sample_watched
 from bench.harness.config import WorkloadSettings
 from bench.harness.plan import Cell
 from bench.harness.reference import References, strict_fp32
@@ -51,7 +51,6 @@ from bench.harness.result import (
     Throughput,
 )
 from bench.measure.clocks import HostTimer
-from bench.measure.contention import ContentionMeter, gpu_process_reader
 from bench.measure.fidelity import Fidelity
 from bench.measure.generation import GenerationMetrics, GenerationTimes, decode_bytes, token_fidelity
 from bench.measure.gpu_watch import GpuWatch
@@ -63,7 +62,6 @@ from bench.measure.memory import (
     release_device_cache,
     reset_device_peak,
 )
-from bench.measure.sampling import sample_adaptively
 from bench.measure.stats import summarize
 from bench.measure.step_clock import HostStepClock, StepClock, step_clock_for
 from bench.measure.work import WorkPerItem
@@ -235,21 +233,11 @@ def measure_generate_cell(
                 last_tokens[:] = [tokens]
             return marks[-1]
 
-        watch = GpuWatch(tools.nvml, tools.synchronize)
-        meter = ContentionMeter(
-            torch.get_num_threads(),
-            gpu_processes=gpu_process_reader(tools.nvml) if tools.nvml is not None else None,
-            own_pids=settings.run_pids,
-        )
-
         def timed_start() -> None:
             recording[0] = True
-            watch.timed_start()
-            meter.start()
 
-        sampled = sample_adaptively(one_generation, settings.policy, on_timed_start=timed_start)
-        contention = meter.stop()
-        watch.timed_end()
+        region = sample_watched(one_generation, tools, settings, on_timed_start=timed_start)
+        sampled, contention, watch = region.sampled, region.contention, region.watch
         cache_bytes = int(lm.cache_bytes())  # after a whole generation: every position written
         energy_notes, energy = _energy(watch, lm, placed, ws, batch)
         _, forced_logits = generate(

@@ -33,16 +33,14 @@ from bench.core.artifact import Artifact, TorchArtifact, present_inputs
 from bench.core.device import Device
 from bench.core.errors import NotApplicable
 from bench.core.text import one_line
-from bench.harness.cell import CellSettings, Instruments, apply_pipeline
+from bench.harness.cell import CellSettings, Instruments, apply_pipeline, sample_watched
 from bench.harness.config import WorkloadSettings
 from bench.harness.plan import Cell
 from bench.harness.reference import References, strict_fp32
 from bench.harness.result import BuildResult, CellIdentity, CellOutcome, CellResult, PhaseSample, Throughput
 from bench.measure.clocks import HostTimer
-from bench.measure.contention import ContentionMeter, gpu_process_reader
 from bench.measure.diffusion import SamplingMetrics, SamplingRun
 from bench.measure.fidelity import compare_outputs
-from bench.measure.gpu_watch import GpuWatch
 from bench.measure.memory import (
     Footprint,
     PeakRSS,
@@ -51,7 +49,6 @@ from bench.measure.memory import (
     release_device_cache,
     reset_device_peak,
 )
-from bench.measure.sampling import sample_adaptively
 from bench.measure.stats import summarize
 from bench.measure.step_clock import HostStepClock, StepClock, step_clock_for
 from bench.measure.work import WorkPerItem, count_flops
@@ -271,21 +268,11 @@ def measure_sample_cell(
                 runs.append(SamplingRun.from_marks(marks, ws.steps))
             return marks[-1]
 
-        watch = GpuWatch(tools.nvml, tools.synchronize)
-        meter = ContentionMeter(
-            torch.get_num_threads(),
-            gpu_processes=gpu_process_reader(tools.nvml) if tools.nvml is not None else None,
-            own_pids=settings.run_pids,
-        )
-
         def timed_start() -> None:
             recording[0] = True
-            watch.timed_start()
-            meter.start()
 
-        sampled = sample_adaptively(one_run, settings.policy, on_timed_start=timed_start)
-        contention = meter.stop()
-        watch.timed_end()
+        region = sample_watched(one_run, tools, settings, on_timed_start=timed_start)
+        sampled, contention, watch = region.sampled, region.contention, region.watch
         energy = watch.measure_energy(lambda: run(HostStepClock()), batch)
     latency = summarize(sampled.latencies_ms)
     metrics = SamplingMetrics.of(runs, batch, ws.guidance, ws.sampler)
