@@ -27,22 +27,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from reference_models.spec import ModelSpec, build_seeded, seeded_generator
+from reference_models.lm_spec import CUSTOM_SIZE, generate_spec
+from reference_models.spec import ModelSpec, build_seeded, error_line
 
-CUSTOM_SIZE = "custom"
-#: the prompt length of a user causal LM's example inputs
-PROMPT_TOKENS = 16
 _BUILD_SEED = 0
 
 MakeInputs = Callable[[int], Any]
-
-
-def _one_line(exc: BaseException) -> str:
-    """An exception as ``Type: first line``, so our error messages stay one line."""
-    if isinstance(exc, SystemExit):
-        return f"SystemExit({exc.code!r})"
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
 def _resolve(path: str) -> Callable[[], Any]:
@@ -59,7 +49,7 @@ def _resolve(path: str) -> Callable[[], Any]:
     try:
         module = importlib.import_module(module_name)
     except (Exception, SystemExit) as exc:  # sys.exit() at import is a bad model, not the end of the run
-        raise ValueError(f"custom model {path!r}: cannot import {module_name!r} ({_one_line(exc)})") from exc
+        raise ValueError(f"custom model {path!r}: cannot import {module_name!r} ({error_line(exc)})") from exc
     try:
         factory = getattr(module, attr)
     except AttributeError:
@@ -76,7 +66,7 @@ def _run_factory(path: str, factory: Callable[[], Any]) -> Any:
     try:
         return factory()
     except (Exception, SystemExit) as exc:
-        raise ValueError(f"custom model {path!r}: factory raised {_one_line(exc)}") from exc
+        raise ValueError(f"custom model {path!r}: factory raised {error_line(exc)}") from exc
 
 
 def _check_forward_model(path: str, result: Any) -> tuple[nn.Module, MakeInputs]:
@@ -134,41 +124,6 @@ def _check_inputs(path: str, inputs: Any) -> tuple[torch.Tensor, ...]:
     )
 
 
-def generate_spec(
-    name: str,
-    build: Callable[[str], nn.Module],
-    vocab_size: int,
-    description: str,
-    context: int | None = None,
-) -> ModelSpec:
-    """A one-size (``"custom"``) spec of a user's causal LM: one timed call is a whole generation.
-
-    ``example_inputs`` is the prompt alone: int64 token ids [batch, PROMPT_TOKENS],
-    uniform below ``vocab_size`` from a generator seeded per call (the caller's RNG
-    is left alone).
-    """
-    if vocab_size < 1:
-        raise ValueError(f"model {name!r}: vocab_size must be at least 1, got {vocab_size}")
-
-    def example_inputs(batch_size: int, size: str, seed: int) -> tuple[torch.Tensor, ...]:
-        prompt = torch.randint(
-            0, vocab_size, (batch_size, PROMPT_TOKENS), generator=seeded_generator(seed), dtype=torch.int64
-        )
-        return (prompt,)
-
-    return ModelSpec(
-        name=name,
-        family="transformer",
-        item="token",
-        build=build,
-        example_inputs=example_inputs,
-        sizes=(CUSTOM_SIZE,),
-        description=description,
-        workload="generate",
-        context_length=(lambda size: context) if context is not None else None,
-    )
-
-
 def _causal_lm_spec(path: str, factory: Callable[[], Any], model: nn.Module) -> ModelSpec:
     """The generate spec of a factory whose first call returned the causal LM ``model``."""
     vocab_size = model.vocab_size
@@ -220,7 +175,7 @@ def load_factory(path: str) -> ModelSpec:
             try:
                 inputs = make_inputs(batch_size)
             except (Exception, SystemExit) as exc:
-                raise ValueError(f"custom model {path!r}: make_inputs raised {_one_line(exc)}") from exc
+                raise ValueError(f"custom model {path!r}: make_inputs raised {error_line(exc)}") from exc
         return _check_inputs(path, inputs)
 
     return ModelSpec(

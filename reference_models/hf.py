@@ -30,8 +30,8 @@ import torch
 from torch import nn
 
 from reference_models.causal_lm import CACHE_KINDS, KVShape
-from reference_models.custom import _one_line, generate_spec
-from reference_models.spec import ModelSpec, build_seeded
+from reference_models.lm_spec import generate_spec
+from reference_models.spec import ModelSpec, build_seeded, error_line
 
 _BUILD_SEED = 0
 _INSTALL_HINT = "hf: models need transformers: pip install 'genbench[hf]'"
@@ -213,7 +213,7 @@ def _check_folder(folder: str) -> tuple[Any, list[Path]]:
     try:
         config = transformers.AutoConfig.from_pretrained(str(root), local_files_only=True)
     except Exception as exc:
-        raise ValueError(f"{name}: config.json is not a transformers config ({_one_line(exc)})") from exc
+        raise ValueError(f"{name}: config.json is not a transformers config ({error_line(exc)})") from exc
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
 
     if type(config) not in MODEL_FOR_CAUSAL_LM_MAPPING:
@@ -259,7 +259,7 @@ def load_hf_folder(path: str) -> ModelSpec:
         except ValueError:
             raise
         except Exception as exc:
-            raise ValueError(f"{name}: cannot load the model ({_one_line(exc)})") from exc
+            raise ValueError(f"{name}: cannot load the model ({error_line(exc)})") from exc
 
     if weights:
         found = f"weights from {len(weights)} *.safetensors file{'s' if len(weights) > 1 else ''}"

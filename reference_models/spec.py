@@ -66,3 +66,11 @@ def build_seeded(factory: Callable[[], nn.Module], seed: int = 0) -> nn.Module:
         torch.manual_seed(seed)
         module = factory()
     return module.eval()
+
+
+def error_line(exc: BaseException) -> str:
+    """An exception as ``Type: first line``, so the errors a user's model causes stay one line."""
+    if isinstance(exc, SystemExit):
+        return f"SystemExit({exc.code!r})"
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
