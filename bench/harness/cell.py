@@ -38,8 +38,6 @@ from bench.measure.gpu_watch import GpuWatch
 from bench.measure.memory import (
     Footprint,
     PeakRSS,
-    device_peak_mb,
-    device_peak_reserved_mb,
     release_device_cache,
     reset_device_peak,
 )
@@ -153,12 +151,7 @@ def measure_cell(
         contention=contention,
         throughput=throughput,
         transfers=transfers,
-        footprint=Footprint(
-            peak_host_rss_mb=rss.peak_mb,
-            peak_device_mem_mb=device_peak_mb(device) if through_torch else float("nan"),
-            peak_device_reserved_mb=device_peak_reserved_mb(device) if through_torch else float("nan"),
-            rss_baseline_mb=rss.baseline_mb,
-        ),
+        footprint=Footprint.of(rss, device, through_torch),
         work=work,
         fidelity=compare_outputs(ref.output, output, settings.min_psnr_db),
         gpu=watch.observation(),

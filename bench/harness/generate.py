@@ -57,8 +57,6 @@ from bench.measure.gpu_watch import GpuWatch
 from bench.measure.memory import (
     Footprint,
     PeakRSS,
-    device_peak_mb,
-    device_peak_reserved_mb,
     release_device_cache,
     reset_device_peak,
 )
@@ -300,12 +298,7 @@ def measure_generate_cell(
         latency=latency,
         contention=contention,
         throughput=throughput,
-        footprint=Footprint(
-            peak_host_rss_mb=rss.peak_mb,
-            peak_device_mem_mb=device_peak_mb(device),
-            peak_device_reserved_mb=device_peak_reserved_mb(device),
-            rss_baseline_mb=rss.baseline_mb,
-        ),
+        footprint=Footprint.of(rss, device),
         work=WorkPerItem(flops_per_token / 1e9, float("nan"), float("nan"), float("nan"), float("nan")),
         fidelity=Fidelity.gated_by(tokens.ok),
         gpu=watch.observation(),

@@ -44,8 +44,6 @@ from bench.measure.fidelity import compare_outputs
 from bench.measure.memory import (
     Footprint,
     PeakRSS,
-    device_peak_mb,
-    device_peak_reserved_mb,
     release_device_cache,
     reset_device_peak,
 )
@@ -304,12 +302,7 @@ def measure_sample_cell(
         latency=latency,
         contention=contention,
         throughput=throughput,
-        footprint=Footprint(
-            peak_host_rss_mb=rss.peak_mb,
-            peak_device_mem_mb=device_peak_mb(device) if through_torch else float("nan"),
-            peak_device_reserved_mb=device_peak_reserved_mb(device) if through_torch else float("nan"),
-            rss_baseline_mb=rss.baseline_mb,
-        ),
+        footprint=Footprint.of(rss, device, through_torch),
         work=WorkPerItem(work_gflops, float("nan"), float("nan"), float("nan"), float("nan")),
         fidelity=compare_outputs(ref["image"], image, settings.min_psnr_db),
         gpu=watch.observation(),

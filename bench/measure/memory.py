@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 import math
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import psutil
 import torch
@@ -90,3 +90,14 @@ class Footprint(RowPart):
     COLUMNS: ClassVar[tuple[str, ...]] = (
         "peak_host_rss_mb", "peak_device_mem_mb", "peak_device_reserved_mb", "rss_baseline_mb",
     )  # fmt: skip
+
+    @classmethod
+    def of(cls, rss: PeakRSS, device: Any, through_torch: bool = True) -> Footprint:
+        """The cell's footprint: the host peak ``rss`` sampled, and torch's device peaks since the last
+        reset where the runtime allocates through torch (``through_torch``), else NaN."""
+        return cls(
+            peak_host_rss_mb=rss.peak_mb,
+            peak_device_mem_mb=device_peak_mb(device) if through_torch else math.nan,
+            peak_device_reserved_mb=device_peak_reserved_mb(device) if through_torch else math.nan,
+            rss_baseline_mb=rss.baseline_mb,
+        )
