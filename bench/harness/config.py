@@ -28,8 +28,8 @@ MAX_COUNT = 2**31 - 1
 MAX_MIN_SAMPLES = 100_000
 #: seconds a cell's build may take before the cell counts as hung (see RunConfig.cell_timeout)
 BUILD_ALLOWANCE_S = 300.0
-#: the most sampling steps a run accepts: a DDPM schedule has 1000 timesteps to choose from
-MAX_STEPS = 1000
+#: the most sampling steps a run accepts: DDIM's leading spacing of a 1000-step schedule reaches timestep 1000 at 1000 steps
+MAX_STEPS = 999
 
 #: a run file's keys are the command line's flag names (``time-budget = 5``), each naming one field
 FLAG_FIELDS: dict[str, str] = {

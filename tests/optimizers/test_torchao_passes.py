@@ -182,13 +182,16 @@ def test_quantized_tensor_bytes_counts_int8_data_and_scales_not_the_wrapped_dtyp
     assert quantized_tensor_bytes(linear.weight) == 4 * 256 * 256  # a plain tensor: numel * element_size
 
 
-def test_quantizing_leaves_inductor_settings_to_later_compile_cells(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_quantizing_leaves_inductor_settings_to_later_compile_cells() -> None:
     """torchao's default config sets process-wide Inductor options: a later fp32 `compile` cell would differ."""
     import torch._inductor.config as inductor_config
 
-    # torch's defaults, set here so an earlier test that changed them cannot hide a change
-    monkeypatch.setattr(inductor_config, "coordinate_descent_tuning", False)
-    monkeypatch.setattr(inductor_config, "force_fuse_int_mm_with_mul", False)
-    for step in (Int8WeightOnly(), Int8DynamicActivation()):
-        step.apply(TorchArtifact(module=_mlp()), pass_context(_inputs()))
-    assert not inductor_config.coordinate_descent_tuning and not inductor_config.force_fuse_int_mm_with_mul
+    # torch's defaults, set here so an earlier test that changed them cannot hide a change; through the
+    # config's own patch(), which restores it properly (monkeypatch's undo left the option deleted, and a
+    # later compile test failed on it)
+    with inductor_config.patch(coordinate_descent_tuning=False, force_fuse_int_mm_with_mul=False):
+        for step in (Int8WeightOnly(), Int8DynamicActivation()):
+            step.apply(TorchArtifact(module=_mlp()), pass_context(_inputs()))
+        assert (
+            not inductor_config.coordinate_descent_tuning and not inductor_config.force_fuse_int_mm_with_mul
+        )
