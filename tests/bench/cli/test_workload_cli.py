@@ -43,7 +43,7 @@ def assert_one_line_error(
     [
         (["run", "--new-tokens", "0"], "--new-tokens must be a positive number of tokens (got 0)"),
         (["run", "--prompt-len", "0"], "--prompt-len must be a positive number of tokens (got 0)"),
-        (["run", "--steps", "0"], "--steps must be from 1 to 1000 sampling steps (got 0)"),
+        (["run", "--steps", "0"], "--steps must be from 1 to 999 sampling steps (got 0)"),
         (
             ["run", "--prompt-len", "1000", "--new-tokens", "100", "--models", "gpt", "--size", "tiny"],
             "--prompt-len 1000 + --new-tokens 100 = 1100 tokens exceed gpt's context of 128",
