@@ -105,7 +105,7 @@ def measure_cell(
         build_s = time.perf_counter() - t0
         work, work_note = _work(cell, last_eager, artifact.precision, ref.inputs, device.torch_name)
         params = sum(p.numel() for p in last_eager.module.parameters())
-        model_bytes = _stored_bytes(artifact)
+        model_bytes = stored_bytes_of(artifact)
         # The device peak from here on is what running the optimized model needs: its weights,
         # activations and workspace, not the build's intermediate copies (nor the torch model an
         # exported pipeline started from).
@@ -242,7 +242,7 @@ def _work(
     return WorkPerItem(gflops, nan, nan, nan, nan), f"bytes moved not counted ({why})"
 
 
-def _stored_bytes(artifact: Any) -> int | None:
+def stored_bytes_of(artifact: Any) -> int | None:
     """The artifact's size as stored; empty for a third-party artifact that does not say (``stored_bytes``)."""
     stored = getattr(artifact, "stored_bytes", None)
     return stored() if callable(stored) else None

@@ -251,7 +251,9 @@ def measure_generate_cell(
         ref["logits"], forced_logits, ref["tokens"], last_tokens[0].cpu(), ws.min_token_match
     )
     times = GenerationTimes(batch, ws.prompt_len, ws.new_tokens, tuple(timed_steps))
-    weight_bytes = _weight_bytes(artifact)
+    weight_bytes = (
+        artifact.stored_bytes()
+    )  # weights and persistent buffers: not the KV cache (non-persistent)
     peak = tools.peak
     generation = GenerationMetrics.of(
         times,
@@ -316,11 +318,6 @@ def _phase_samples(timed_steps: list[tuple[float, ...]]) -> tuple[PhaseSample, .
         out.append(("prefill", i, 0, marks[0]))
         out.extend(("decode", i, step, marks[step] - marks[step - 1]) for step in range(1, len(marks)))
     return tuple(out)
-
-
-def _weight_bytes(artifact: TorchArtifact) -> int:
-    """The model's stored bytes: weights and persistent buffers, not the KV cache (non-persistent)."""
-    return artifact.stored_bytes()
 
 
 def _energy(

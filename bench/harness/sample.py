@@ -24,7 +24,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
@@ -33,7 +32,7 @@ from bench.core.artifact import Artifact, TorchArtifact, present_inputs
 from bench.core.device import Device
 from bench.core.errors import NotApplicable
 from bench.core.text import one_line
-from bench.harness.cell import CellSettings, Instruments, apply_pipeline, sample_watched
+from bench.harness.cell import CellSettings, Instruments, apply_pipeline, sample_watched, stored_bytes_of
 from bench.harness.config import WorkloadSettings
 from bench.harness.plan import Cell
 from bench.harness.reference import References, strict_fp32
@@ -237,7 +236,7 @@ def measure_sample_cell(
             p.numel() for p in vae_eager.module.parameters()
         )
         work_gflops, work_note = _work(unet_eager, vae_eager, unet_inputs, vae_inputs, ws, batch, device)
-        model_bytes = _stored(unet_art) + _stored(vae_art)
+        model_bytes = (stored_bytes_of(unet_art) or 0) + (stored_bytes_of(vae_art) or 0)
         del built, unet_eager, vae_eager
         release_device_cache(device)
         reset_device_peak(device)
@@ -319,11 +318,6 @@ def _phase_samples(runs: list[SamplingRun]) -> tuple[PhaseSample, ...]:
         out.extend(("unet", i, step, ms) for step, ms in enumerate(run.unet_ms))
         out.append(("vae", i, 0, run.vae_ms))
     return tuple(out)
-
-
-def _stored(artifact: Any) -> int:
-    stored = getattr(artifact, "stored_bytes", None)
-    return int(stored()) if callable(stored) else 0
 
 
 def _work(

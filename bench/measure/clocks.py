@@ -66,16 +66,21 @@ class EventTimer:
         return float(start.elapsed_time(end))
 
 
+def cuda_events(device: Any) -> Callable[[], Event]:
+    """Makes timing events on ``device`` (a CUDA genbench Device), recorded on its current stream."""
+    import torch
+
+    torch_device = torch.device(device.torch_name)
+
+    def make_event() -> Event:
+        with torch.cuda.device(torch_device):
+            return torch.cuda.Event(enable_timing=True)
+
+    return make_event
+
+
 def timer_for(device: Any) -> Timer:
     """The right timer for a device: CUDA events on the current stream on CUDA, perf_counter on CPU."""
     if getattr(device, "is_cuda", False):
-        import torch
-
-        torch_device = torch.device(device.torch_name)
-
-        def make_event() -> Event:
-            with torch.cuda.device(torch_device):
-                return torch.cuda.Event(enable_timing=True)
-
-        return EventTimer(make_event)
+        return EventTimer(cuda_events(device))
     return HostTimer()

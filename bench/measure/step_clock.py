@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from bench.measure.clocks import Event
+from bench.measure.clocks import Event, cuda_events
 
 
 class StepClock(Protocol):
@@ -97,13 +97,5 @@ class EventStepClock:
 def step_clock_for(device: Any) -> StepClock:
     """CUDA events on the current stream on a GPU, ``perf_counter`` on CPU."""
     if getattr(device, "is_cuda", False):
-        import torch
-
-        torch_device = torch.device(device.torch_name)
-
-        def make_event() -> Event:
-            with torch.cuda.device(torch_device):
-                return torch.cuda.Event(enable_timing=True)
-
-        return EventStepClock(make_event)
+        return EventStepClock(cuda_events(device))
     return HostStepClock()
