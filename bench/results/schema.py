@@ -191,6 +191,79 @@ SAMPLE_COLUMNS: dict[str, str] = {
 CALL_PHASES: tuple[str, ...] = ("forward", "generate", "sample")
 #: sample columns added after schema 1: a samples.csv written before them reads back as forward calls
 SAMPLE_DEFAULTS: dict[str, Any] = {"phase": "forward", "step": 0}
+#: the serving scenarios' tables, one row per: request (``requests.csv``), load probed (``probes.csv``),
+#: second of a soak (``timeseries.csv``) and soak check (``soak.csv``); every row names its cell.
+#: Times in requests.csv are seconds on the serving clock from the load's start (scheduled arrival 0 = start).
+REQUEST_COLUMNS: dict[str, str] = {
+    "cell_id": "Int64",
+    "probe": "Int64",  # which load of the cell (a find-peak search probes several), from 0
+    "request_id": "Int64",
+    "warmup": "boolean",  # arrived during the warm-up: served, not counted
+    "arrival_s": "float64",  # scheduled arrival (Poisson): latency is counted from here
+    "issued_s": "float64",  # when the load generator actually put it in the queue
+    "start_s": "float64",  # its batch started
+    "end_s": "float64",  # its batch finished (NaN: dropped)
+    "first_token_s": "float64",  # generate workloads: its batch's first token (NaN otherwise)
+    "batch_id": "Int64",
+    "batch_size": "Int64",
+}
+PROBE_COLUMNS: dict[str, str] = {
+    "cell_id": "Int64",
+    "probe": "Int64",
+    "target_qps": "float64",
+    "duration_s": "float64",
+    "requests": "Int64",
+    "achieved_qps": "float64",
+    "latency_ms_p50": "float64",
+    "latency_ms_p90": "float64",
+    "latency_ms_p99": "float64",
+    "queue_ms_p50": "float64",
+    "queue_ms_p99": "float64",
+    "mean_batch": "float64",
+    "dropped": "Int64",
+    "overloaded": "boolean",
+    "slo_met": "boolean",
+    "goodput_qps": "float64",
+    "ttft_ms_p50": "float64",
+    "ttft_ms_p99": "float64",
+    "tpot_ms_p50": "float64",
+    "tpot_ms_p99": "float64",
+}
+TIMESERIES_COLUMNS: dict[str, str] = {
+    "cell_id": "Int64",
+    "t_s": "float64",  # seconds since the soak's start
+    "achieved_qps": "float64",  # completions in the last second
+    "latency_ms_p50": "float64",  # over the last WINDOW_S seconds of completions
+    "latency_ms_p99": "float64",
+    "completed_total": "Int64",
+    "dropped_total": "Int64",
+    "host_rss_mb": "float64",
+    "torch_device_mem_mb": "float64",  # torch.cuda.memory_allocated (NaN on CPU)
+    "nvml_device_mem_mb": "float64",  # NVML's used memory of the device (NaN without NVML)
+    "gpu_util_pct": "float64",
+    "gpu_power_w": "float64",
+    "sm_clock_mhz": "float64",
+    "gpu_temp_c": "float64",
+    "cpu_util_pct": "float64",  # the whole machine's busy share of all cores, over the last second
+    "steal_pct": "float64",
+}
+SOAK_COLUMNS: dict[str, str] = {
+    "cell_id": "Int64",
+    "check": "string",  # throughput_drift | latency_drift | rss_growth | device_mem_growth | throttling
+    "verdict": "string",  # none | detected | not_measured
+    "estimate": "float64",  # the slope (per hour) or the clock drop the verdict rests on
+    "ci_low": "float64",
+    "ci_high": "float64",
+    "unit": "string",
+    "evidence": "string",
+}
+#: the extra tables a cell may carry (CellResult.tables), by file name
+EXTRA_TABLES: dict[str, dict[str, str]] = {
+    "requests.csv": REQUEST_COLUMNS,
+    "probes.csv": PROBE_COLUMNS,
+    "timeseries.csv": TIMESERIES_COLUMNS,
+    "soak.csv": SOAK_COLUMNS,
+}
 #: the columns that say which cell a row is: `compare` joins two runs' rows on them
 COMPARISON_KEY: tuple[str, ...] = (
     "model",
