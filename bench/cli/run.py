@@ -112,6 +112,41 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Handler]:
         help="classifier-free guidance scale (default: 7.5; the UNet runs a doubled batch); 1 turns it off",
     )  # fmt: skip
     smp.add_argument("--sampler", choices=("ddim", "euler"), help="step rule (default: ddim)")
+    srv = p.add_argument_group("serving scenarios")
+    srv.add_argument(
+        "--scenario", choices=("single-stream", "offline", "server"),
+        help="single-stream: one call at a time (default); offline: every item at once, reports the batch size "
+        "with the most items/s among those that fit (--batch-sizes bounds the search; default 1..64); "
+        "server: Poisson arrivals, dynamic batching, latency from scheduled arrival",
+    )  # fmt: skip
+    srv.add_argument(
+        "--target-qps", metavar="RATES", help="server: offered requests/s, comma-separated; one cell per rate"
+    )
+    srv.add_argument(
+        "--duration", type=float, dest="duration_s", metavar="SECONDS",
+        help="server: seconds each load is measured, after a warm-up of 10%% of it (1-10 s) (default: 30)",
+    )  # fmt: skip
+    srv.add_argument("--max-batch", type=int, help="server: the dynamic batcher's largest batch (default: 8)")
+    srv.add_argument(
+        "--max-queue-delay-ms", type=float,
+        help="server: how long the oldest queued request waits for others to join its batch (default: 0, Triton's)",
+    )  # fmt: skip
+    srv.add_argument(
+        "--slo-p99-ms", type=float, help="server: p99 latency target; rows get goodput_qps and slo_met"
+    )
+    srv.add_argument(
+        "--find-peak", action="store_true", default=None,
+        help="server: search the highest rate whose p99 meets --slo-p99-ms (peak_qps; every probe in probes.csv)",
+    )  # fmt: skip
+    srv.add_argument(
+        "--soak", dest="soak_s", metavar="DURATION",
+        help="run the scenario this long (600, 10m, 1h), recording timeseries.csv once per second and checking "
+        "for drift, memory growth and throttling",
+    )  # fmt: skip
+    srv.add_argument(
+        "--metrics-port", type=int, metavar="PORT",
+        help="serve the live values as Prometheus metrics on this port (extra: serve)",
+    )  # fmt: skip
 
     lst = sub.add_parser(
         "list",
@@ -142,7 +177,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from bench.harness.plan import excluded_reason, plan_cells, resolve_models, resolve_pipelines
+    from bench.harness.plan import at_rates, excluded_reason, plan_cells, resolve_models, resolve_pipelines
     from bench.harness.runner import Runner
     from bench.measure.contention import busy_before_run
     from bench.measure.environment import capture_environment
@@ -186,8 +221,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         }
     )
     defaults = config.pipelines is None
-    cells = plan_cells(
-        specs, config.size, pipelines, config.batch_sizes, config.repeats, defaults, device.is_cuda
+    # a server cell's batch is its batcher's largest (--max-batch); its rates multiply the cells
+    batch_sizes = (config.max_batch,) if config.scenario == "server" else config.batch_sizes
+    cells = at_rates(
+        plan_cells(specs, config.size, pipelines, batch_sizes, config.repeats, defaults, device.is_cuda),
+        config.target_qps,
     )
 
     console = make_console()
@@ -234,12 +272,27 @@ def cmd_run(args: argparse.Namespace) -> int:
             return EXIT_INTERRUPTED
     for table in summary_tables(writer.frame()):
         console.print(table)
+    if config.scenario == "offline":
+        for line in offline_lines(writer.frame()):
+            console.print(line)
     counts = writer.frame()["status"].value_counts().to_dict()
     console.print(
         f"{len(cells)} cells in {time.perf_counter() - started:.0f} s "
         f"({', '.join(f'{v} {k}' for k, v in counts.items())}); tables in {out_dir}"
     )
     return 0
+
+
+def offline_lines(frame: Any) -> list[str]:
+    """The offline answer per model x pipeline: its best batch and items/s."""
+    lines = []
+    ok = frame[frame["best_batch_size"].notna() & (frame["batch_size"] == frame["best_batch_size"])]
+    for row in ok.itertuples(index=False):
+        lines.append(
+            f"offline: {row.model} ({row.size}) {row.pipeline}: best batch {int(row.best_batch_size)}, "
+            f"{row.throughput_items_s:.4g} {row.item}/s"
+        )
+    return lines
 
 
 def new_run_id(kind: str) -> str:

@@ -27,7 +27,7 @@ from bench.core.artifact import Artifact, TorchArtifact, present_inputs
 from bench.core.device import Device, synchronize
 from bench.core.text import one_line
 from bench.hardware.peak import PeakResult, peak_note
-from bench.harness.config import WorkloadSettings
+from bench.harness.config import ServingSettings, WorkloadSettings
 from bench.harness.plan import Cell
 from bench.harness.reference import Reference, References
 from bench.harness.result import BuildResult, CellIdentity, CellOutcome, CellResult, Throughput
@@ -62,6 +62,8 @@ class CellSettings:
     run_pids: tuple[int, ...] = ()
     #: what the generate and sample workloads run (None: forward cells only, as in tests built by hand)
     workload: WorkloadSettings | None = None
+    #: the serving scenario's settings (None: single-stream cells, as in tests built by hand)
+    serving: ServingSettings | None = None
 
 
 @dataclass(frozen=True)
@@ -103,7 +105,7 @@ def measure_cell(
         )
         tools.synchronize()
         build_s = time.perf_counter() - t0
-        work, work_note = _work(cell, last_eager, artifact.precision, ref.inputs, device.torch_name)
+        work, work_note = count_work(cell, last_eager, artifact.precision, ref.inputs, device.torch_name)
         params = sum(p.numel() for p in last_eager.module.parameters())
         model_bytes = stored_bytes_of(artifact)
         # The device peak from here on is what running the optimized model needs: its weights,
@@ -214,7 +216,7 @@ def apply_pipeline(cell: Cell, start: TorchArtifact, ctx: PassContext) -> tuple[
     return artifact, last_eager
 
 
-def _work(
+def count_work(
     cell: Cell, eager: TorchArtifact, precision: str, ref_inputs: tuple[torch.Tensor, ...], device: str
 ) -> tuple[WorkPerItem, str | None]:
     """FLOPs and bytes of the last eager torch model of the pipeline, at the cell's batch and precision.

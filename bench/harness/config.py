@@ -59,7 +59,26 @@ FLAG_FIELDS: dict[str, str] = {
     "guidance": "guidance",
     "sampler": "sampler",
     "weights": "weights",
+    "scenario": "scenario",
+    "target-qps": "target_qps",
+    "duration": "duration_s",
+    "max-batch": "max_batch",
+    "max-queue-delay-ms": "max_queue_delay_ms",
+    "slo-p99-ms": "slo_p99_ms",
+    "find-peak": "find_peak",
+    "soak": "soak_s",
+    "metrics-port": "metrics_port",
 }
+#: --scenario: single-stream (one call at a time: the matrix), offline (every item at once: the batch
+#: size that maximizes items/s), server (Poisson arrivals served with dynamic batching)
+SCENARIOS: tuple[str, ...] = ("single-stream", "offline", "server")
+#: the batch sizes an offline run searches when --batch-sizes does not bound it
+OFFLINE_BATCH_SIZES: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64)
+#: the highest rate a run offers: one Python load generator issues about 20,000 requests/s (measured on a
+#: 2-core Xeon with a no-op model); far above that a schedule would only fill memory with requests never issued
+MAX_TARGET_QPS = 100_000.0
+#: the longest load, soak or probe a run accepts: a week, in seconds
+MAX_DURATION_S = 7 * 24 * 3600.0
 ISOLATIONS: tuple[str, ...] = ("process", "none")
 #: reference_models.causal_lm.CACHE_KINDS and reference_models.samplers.SAMPLERS (a test holds them equal):
 #: written out here so that checking a config imports no model code
@@ -97,6 +116,26 @@ class WorkloadSettings:
     steps: int
     guidance: float
     sampler: str
+
+
+@dataclass(frozen=True)
+class ServingSettings:
+    """What a serving cell runs (bench.harness.serve): the scenario and its load, batching, SLO and soak."""
+
+    scenario: str
+    duration_s: float
+    max_batch: int
+    max_queue_delay_ms: float
+    slo_p99_ms: float | None
+    find_peak: bool
+    soak_s: float | None
+    metrics_port: int | None
+    seed: int
+
+    @property
+    def serves(self) -> bool:
+        """Whether a cell of this run is a serving cell (a server load or a soak), not a timed call."""
+        return self.scenario == "server" or self.soak_s is not None
 
 
 @dataclass(frozen=True)
@@ -139,6 +178,18 @@ class RunConfig:
     guidance: float = 7.5
     sampler: str = "ddim"
     weights: str | None = None  # a safetensors checkpoint loaded into the (one) model of the run
+    # serving scenarios (bench.serving)
+    scenario: str = "single-stream"
+    target_qps: tuple[float, ...] | None = None  # server: one cell per offered rate
+    duration_s: float = 30.0  # server: seconds each load is measured (after its warm-up)
+    max_batch: int = 8  # server: the dynamic batcher's largest batch
+    max_queue_delay_ms: float = (
+        0.0  # server: how long the oldest request may wait for others (Triton's default)
+    )
+    slo_p99_ms: float | None = None  # server: the p99 latency target (goodput; --find-peak's criterion)
+    find_peak: bool = False  # server: search the highest rate whose p99 meets the SLO
+    soak_s: float | None = None  # run the scenario this long, recording a time series once per second
+    metrics_port: int | None = None  # serve live values as Prometheus metrics on this port
 
     def __post_init__(self) -> None:
         self._check_types()
@@ -189,6 +240,7 @@ class RunConfig:
         if not 1 <= self.repeats <= MAX_COUNT:
             raise ConfigError(f"--repeats must be from 1 to {MAX_COUNT} (got {self.repeats})")
         self._check_workload()
+        self._check_scenario()
         if not math.isfinite(self.cell_timeout()):
             raise ConfigError(
                 f"--time-budget {self.time_budget_s} and --warmup {self.warmup_s} leave no finite cell timeout"
@@ -219,6 +271,95 @@ class RunConfig:
         if self.weights is not None and not self.weights.strip():
             raise ConfigError("--weights needs a .safetensors file")
 
+    def _check_scenario(self) -> None:
+        """Every combination of the serving flags that cannot mean anything is refused here, in one line."""
+        if self.scenario not in SCENARIOS:
+            raise ConfigError(
+                f"unknown --scenario {self.scenario!r}; choose from {', '.join(SCENARIOS)}"
+                f"{did_you_mean(self.scenario, SCENARIOS)}"
+            )
+        server = self.scenario == "server"
+        if self.target_qps is not None:
+            if not server:
+                raise ConfigError("--target-qps needs --scenario server")
+            if not self.target_qps or any(not 0 < q < math.inf for q in self.target_qps):
+                raise ConfigError(
+                    f"--target-qps must be positive request rates, e.g. 2,4,8 (got {list(self.target_qps)})"
+                )
+            if max(self.target_qps) > MAX_TARGET_QPS:
+                raise ConfigError(
+                    f"--target-qps {max(self.target_qps):g} is beyond what the load generator can issue "
+                    f"(at most {MAX_TARGET_QPS:g}; about 20,000 requests/s is its measured limit)"
+                )
+        if not 0 < self.duration_s <= MAX_DURATION_S:
+            raise ConfigError(
+                f"--duration must be a positive number of seconds up to a week (got {self.duration_s})"
+            )
+        if not 1 <= self.max_batch <= MAX_COUNT:
+            raise ConfigError(f"--max-batch must be from 1 to {MAX_COUNT} (got {self.max_batch})")
+        if not 0 <= self.max_queue_delay_ms < math.inf:
+            raise ConfigError(f"--max-queue-delay-ms must be >= 0 (got {self.max_queue_delay_ms})")
+        if self.slo_p99_ms is not None:
+            if not 0 < self.slo_p99_ms < math.inf:
+                raise ConfigError(f"--slo-p99-ms must be a positive number of ms (got {self.slo_p99_ms})")
+            if not server:
+                raise ConfigError("--slo-p99-ms needs --scenario server (or --find-peak)")
+        if self.find_peak:
+            if not server:
+                raise ConfigError("--find-peak needs --scenario server")
+            if self.slo_p99_ms is None:
+                raise ConfigError("--find-peak needs --slo-p99-ms: the p99 latency the peak must meet")
+            if self.target_qps is not None:
+                raise ConfigError("--find-peak searches the rate itself: leave out --target-qps")
+            if self.soak_s is not None:
+                raise ConfigError("--find-peak and --soak are separate runs: find the peak, then soak at it")
+        elif server and self.target_qps is None:
+            raise ConfigError("--scenario server needs --target-qps RATES or --find-peak with --slo-p99-ms")
+        if self.soak_s is not None:
+            if not 0 < self.soak_s <= MAX_DURATION_S:
+                raise ConfigError(f"--soak must be a positive duration up to a week (got {self.soak_s} s)")
+            if self.scenario == "offline":
+                raise ConfigError("--soak runs the server or single-stream scenario, not offline")
+        if self.metrics_port is not None:
+            if not 1 <= self.metrics_port <= 65535:
+                raise ConfigError(
+                    f"--metrics-port must be a TCP port from 1 to 65535 (got {self.metrics_port})"
+                )
+            if self.soak_s is None and not server:
+                raise ConfigError(
+                    "--metrics-port serves a server run's or a soak's live values: add --soak or --scenario server"
+                )
+
+    def load_seconds(self) -> float:
+        """Wall seconds one cell's loads take at most (warm-up, load, grace; every probe of a search; the soak)."""
+        from bench.serving.peak import MAX_PROBE_FACTOR
+        from bench.serving.server import grace_of, warmup_of
+
+        if self.soak_s is not None:
+            return self.soak_s + warmup_of(self.soak_s) + grace_of(self.soak_s, 0.0)
+        if self.scenario != "server":
+            return 0.0
+        one = self.duration_s + warmup_of(self.duration_s) + grace_of(self.duration_s, 0.0)
+        if self.find_peak:
+            from bench.serving.peak import DEFAULT_MAX_PROBES
+
+            probe = MAX_PROBE_FACTOR * self.duration_s
+            return DEFAULT_MAX_PROBES * (probe + warmup_of(probe) + grace_of(probe, 0.0))
+        return one
+
+    def serving_settings(self) -> ServingSettings:
+        return ServingSettings(
+            scenario=self.scenario,
+            duration_s=float(self.duration_s),
+            max_batch=self.max_batch,
+            max_queue_delay_ms=float(self.max_queue_delay_ms),
+            slo_p99_ms=None if self.slo_p99_ms is None else float(self.slo_p99_ms),
+            find_peak=self.find_peak,
+            soak_s=None if self.soak_s is None else float(self.soak_s),
+            metrics_port=self.metrics_port,
+            seed=self.seed,
+        )
+
     def workload_settings(self, on_gpu: bool) -> WorkloadSettings:
         """The generate and sample settings of this run on a GPU (``on_gpu``) or a CPU."""
         defaults = GPU_WORKLOAD_DEFAULTS if on_gpu else CPU_WORKLOAD_DEFAULTS
@@ -240,7 +381,7 @@ class RunConfig:
     @classmethod
     def from_json(cls, values: dict[str, Any]) -> RunConfig:
         """The inverse of ``to_json``: lists back into the tuples the fields hold."""
-        tuples = _TUPLE_FIELDS | _INT_TUPLE_FIELDS
+        tuples = _TUPLE_FIELDS | _INT_TUPLE_FIELDS | _FLOAT_TUPLE_FIELDS
         return cls(**{k: tuple(v) if k in tuples and v is not None else v for k, v in values.items()})
 
     def cell_timeout(self) -> float:
@@ -253,7 +394,8 @@ class RunConfig:
         """
         if self.cell_timeout_s is not None:
             return self.cell_timeout_s
-        return BUILD_ALLOWANCE_S + 10 * (self.time_budget_s + self.warmup_s)
+        # a serving cell's loads have a known length: it is hung past 1.5x that (plus priming)
+        return BUILD_ALLOWANCE_S + 10 * (self.time_budget_s + self.warmup_s) + 1.5 * self.load_seconds()
 
     def _check_types(self) -> None:
         """TOML values arrive untyped: reject `seed = "x"` here rather than as an error row per cell."""
@@ -280,6 +422,14 @@ class RunConfig:
             "guidance": (int, float),
             "sampler": (str,),
             "weights": (str, type(None)),
+            "scenario": (str,),
+            "duration_s": (int, float),
+            "max_batch": (int,),
+            "max_queue_delay_ms": (int, float),
+            "slo_p99_ms": (int, float, type(None)),
+            "find_peak": (bool,),
+            "soak_s": (int, float, type(None)),
+            "metrics_port": (int, type(None)),
         }
         for name, types in expected.items():
             value = getattr(self, name)
@@ -296,6 +446,7 @@ def _unique(items: tuple[Any, ...]) -> tuple[Any, ...]:
 
 _TUPLE_FIELDS = {"models", "custom_models", "pipelines"}
 _INT_TUPLE_FIELDS = {"batch_sizes"}
+_FLOAT_TUPLE_FIELDS = {"target_qps"}
 
 
 def _coerce(name: str, value: Any) -> Any:
@@ -312,7 +463,32 @@ def _coerce(name: str, value: Any) -> Any:
             return _unique(tuple(int(i) for i in items))
         except (TypeError, ValueError):
             raise ConfigError(f"{name} must be integers, got {value!r}") from None
+    if name in _FLOAT_TUPLE_FIELDS:
+        items = value.split(",") if isinstance(value, str) else value
+        if isinstance(items, (int, float)) and not isinstance(items, bool):
+            items = [items]
+        if not isinstance(items, (list, tuple)) or any(isinstance(i, bool) for i in items):
+            raise ConfigError(f"{name} must be numbers, got {value!r}")
+        try:
+            return _unique(tuple(float(i) for i in items if str(i).strip()))
+        except (TypeError, ValueError):
+            raise ConfigError(f"{name} must be numbers, got {value!r}") from None
+    if name == "soak_s" and isinstance(value, str):
+        return parse_duration(value)
     return value
+
+
+def parse_duration(text: str) -> float:
+    """``600``, ``90s``, ``10m``, ``1.5h`` as seconds; ConfigError in one line otherwise."""
+    units = {"s": 1.0, "m": 60.0, "h": 3600.0}
+    raw = text.strip().lower()
+    scale = units.get(raw[-1:]) if raw else None
+    number = raw[:-1] if scale is not None else raw
+    try:
+        seconds = float(number) * (scale or 1.0)
+    except ValueError:
+        raise ConfigError(f"--soak takes a duration like 600, 90s, 10m or 1h (got {text!r})") from None
+    return seconds
 
 
 def load_toml(path: Path) -> dict[str, Any]:
@@ -359,6 +535,14 @@ def build_config(file_values: dict[str, Any], overrides: dict[str, Any]) -> RunC
         raise ConfigError(f"unknown config key(s) {', '.join(unknown)}; keys: {', '.join(FLAG_FIELDS)}")
     merged = {k: _coerce(k, v) for k, v in file_values.items()}
     merged.update({k: _coerce(k, v) for k, v in overrides.items() if v is not None})
+    if merged.get("scenario") == "offline" and "batch_sizes" not in merged:
+        merged["batch_sizes"] = (
+            OFFLINE_BATCH_SIZES  # the search's bounds when --batch-sizes does not set them
+        )
+    if merged.get("scenario") == "server" and "batch_sizes" in merged:
+        raise ConfigError(
+            "--batch-sizes does not apply to --scenario server: its batches form up to --max-batch"
+        )
     if merged.get("custom_models") and "models" not in merged:
         merged["models"] = ()  # your own model alone (--model, or `model` in a run file) runs just that model
     try:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import gc
+import math
 import shutil
 import socket
 import tempfile
@@ -34,8 +35,9 @@ from bench.harness.generate import measure_generate_cell
 from bench.harness.outcome import outcome_of, skipped
 from bench.harness.plan import Cell, skip_reason
 from bench.harness.reference import References
-from bench.harness.result import CellIdentity, CellOutcome, CellResult, PhaseSample
+from bench.harness.result import CellIdentity, CellOutcome, CellResult, PhaseSample, Tables
 from bench.harness.sample import measure_sample_cell
+from bench.harness.serve import measure_server_cell
 from bench.measure.clocks import timer_for
 from bench.measure.environment import git_sha
 from bench.measure.fingerprint import hardware_fingerprint
@@ -52,6 +54,7 @@ class CellRecord(Protocol):
 
     samples_ms: tuple[float, ...]
     phase_samples: tuple[PhaseSample, ...]
+    tables: Tables
 
     @property
     def status(self) -> str: ...
@@ -66,8 +69,9 @@ class CellExecutor(Protocol):
 class Identities:
     """Makes each cell's ``CellIdentity``: the run, this machine (name, ``hw_id``), the thread count."""
 
-    def __init__(self, run_id: str, device: Device, isolation: str) -> None:
+    def __init__(self, run_id: str, device: Device, isolation: str, scenario: str = "single-stream") -> None:
         self.run_id = run_id
+        self.scenario = scenario
         self.device = device
         self.isolation = isolation
         self.host = socket.gethostname()
@@ -90,6 +94,8 @@ class Identities:
             batch_size=cell.batch_size,
             item=cell.spec.item,
             workload=cell.spec.workload,
+            scenario=self.scenario,
+            target_qps=cell.target_qps if cell.target_qps is not None else math.nan,
             threads=torch.get_num_threads(),
             isolation=self.isolation,
             repeat=cell.repeat,
@@ -125,7 +131,7 @@ class InProcessExecutor:
             torch.set_num_threads(config.threads)
         if device.is_cuda:
             torch.cuda.set_device(device.torch_name)  # events, streams and graphs use the current device
-        self.identities = Identities(run_id, device, isolation)
+        self.identities = Identities(run_id, device, isolation, config.scenario)
         self.references = references or References(device, config.seed)
         self.tools = Instruments(
             device=device,
@@ -142,6 +148,7 @@ class InProcessExecutor:
             batch_sizes=config.batch_sizes,
             run_pids=run_pids,
             workload=config.workload_settings(device.is_cuda),
+            serving=config.serving_settings(),
         )
 
     def run(self, cell: Cell) -> CellResult:
@@ -151,7 +158,8 @@ class InProcessExecutor:
             return CellResult(identity, skipped(reason))
         workdir = self._workdir(cell)
         try:
-            measure = MEASURES[cell.spec.workload]
+            serves = self.settings.serving is not None and self.settings.serving.serves
+            measure = measure_server_cell if serves else MEASURES[cell.spec.workload]
             result = measure(cell, identity, self.references, self.tools, self.settings, workdir)
         except KeyboardInterrupt:
             raise

@@ -51,7 +51,7 @@ from bench.harness.config import RunConfig
 from bench.harness.executor import Identities
 from bench.harness.outcome import skipped
 from bench.harness.plan import Cell, skip_reason
-from bench.harness.result import PARTS, CellIdentity, CellOutcome, CellResult, PhaseSample
+from bench.harness.result import PARTS, CellIdentity, CellOutcome, CellResult, PhaseSample, Tables
 from bench.harness.worker import decode_reply, job_for, worker_main
 
 SCRATCH_PREFIX = "genbench-run-"
@@ -65,8 +65,9 @@ PRELOAD: tuple[str, ...] = (
 )  # fmt: skip
 #: seconds a worker may take to exit after it replied before it is killed (it has nothing left to do)
 EXIT_GRACE_S = 30.0
-#: the largest reply accepted: 100,000 samples and a row are ~3 MB of JSON; a bogus length is refused
-MAX_REPLY_BYTES = 64 * 2**20
+#: the largest reply accepted: 100,000 samples and a row are ~3 MB of JSON, a server cell's requests
+#: ~100 bytes each (an hour's soak at 300 requests/s is ~110 MB); a bogus length is refused
+MAX_REPLY_BYTES = 256 * 2**20
 _ROW_COLUMNS = frozenset(c for part in PARTS for c in part.COLUMNS)
 
 
@@ -77,6 +78,7 @@ class ReportedCell:
     values: dict[str, Any]
     samples_ms: tuple[float, ...] = field(default=(), repr=False)
     phase_samples: tuple[PhaseSample, ...] = field(default=(), repr=False)
+    tables: Tables = field(default_factory=dict, repr=False)
 
     def row(self) -> dict[str, Any]:
         return dict(self.values)
@@ -157,7 +159,7 @@ class ProcessExecutor:
         remove_stale_scratch()
         self.scratch = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-"))
         (self.scratch / "references").mkdir()
-        self.identities = Identities(run_id, device, self.isolation)
+        self.identities = Identities(run_id, device, self.isolation, config.scenario)
         self._context = multiprocessing.get_context("forkserver")
         self._context.set_forkserver_preload(list(PRELOAD))
 
@@ -249,7 +251,7 @@ class ProcessExecutor:
             _kill(worker)
         _kill_group(worker)  # anything it started and left running goes with it
         try:
-            row, samples, phases, error = decode_reply(data)
+            row, samples, phases, error, tables = decode_reply(data)
         except ValueError as exc:
             return self._failed(identity, "error", f"the worker's reply is malformed: {exc}", log)
         if row is None:
@@ -260,7 +262,7 @@ class ProcessExecutor:
         if late:
             note = f"the worker did not exit within {EXIT_GRACE_S:.0f} s of replying and was killed"
             row["notes"] = "; ".join(n for n in (row.get("notes"), note) if n)
-        return ReportedCell(row, tuple(samples), tuple(phases))
+        return ReportedCell(row, tuple(samples), tuple(phases), tables)
 
     def _died(
         self, identity: CellIdentity, code: int | None, kills_before: int | None, log: Path

@@ -214,6 +214,8 @@ class Cell:
     pipeline: Pipeline
     batch_size: int
     repeat: int = 0
+    #: a server cell's offered rate (None: not a server cell, or a --find-peak search over rates)
+    target_qps: float | None = None
 
 
 def in_defaults(pipeline: Pipeline, workload: str, on_gpu: bool) -> bool:
@@ -254,3 +256,16 @@ def plan_cells(
                 for pipeline in own:
                     cells.append(Cell(len(cells), spec, cell_size, pipeline, batch, repeat))
     return cells
+
+
+def at_rates(cells: list[Cell], rates: tuple[float, ...] | None) -> list[Cell]:
+    """A server run's cells: each planned cell once per offered rate (``--target-qps``), the rates
+    innermost, so a pipeline's loads run one after another; ids renumbered in that order. Without
+    rates (a ``--find-peak`` search, a single-stream soak) the cells are as planned."""
+    if not rates:
+        return cells
+    out: list[Cell] = []
+    for cell in cells:
+        for rate in rates:
+            out.append(replace(cell, cell_id=len(out), target_qps=rate))
+    return out

@@ -28,6 +28,7 @@ from bench.measure.memory import Footprint
 from bench.measure.stats import LatencyStats
 from bench.measure.transfers import Transfers
 from bench.measure.work import WorkPerItem
+from bench.serving.stats import ServingMetrics
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,8 @@ class CellIdentity(RowPart):
     batch_size: int
     item: str
     workload: str  # forward | generate | sample (reference_models.spec.WORKLOADS)
+    scenario: str  # single-stream | offline | server (bench.harness.config.SCENARIOS)
+    target_qps: float  # server: the offered Poisson rate (NaN: not a server cell, or a --find-peak search)
     threads: int  # intra-op threads the cell ran with (torch.get_num_threads in the process that ran it)
     isolation: str  # process | none
     repeat: int  # which pass over the matrix (run --repeats), from 0
@@ -56,7 +59,7 @@ class CellIdentity(RowPart):
 
     COLUMNS: ClassVar[tuple[str, ...]] = (
         "run_id", "cell_id", "started_at", "host", "device", "device_name", "hw_id", "model", "size", "family",
-        "pipeline", "batch_size", "item", "workload", "threads", "isolation", "repeat", "torch_version", "git_sha",
+        "pipeline", "batch_size", "item", "workload", "scenario", "target_qps", "threads", "isolation", "repeat", "torch_version", "git_sha",
     )  # fmt: skip
 
 
@@ -124,12 +127,15 @@ def pct_of_peak(peak: PeakResult | None, precision: str, achieved_flops_s: float
     return 100.0 * achieved_flops_s / rate if rate else math.nan
 
 
-_SAMPLE_FIELDS = ("samples_ms", "phase_samples")
+_SAMPLE_FIELDS = ("samples_ms", "phase_samples", "tables")
 #: the parts of a row, in the order their columns are filled
 PARTS: tuple[type, ...] = (
     CellIdentity, CellOutcome, BuildResult, LatencyStats, HostContention, Throughput, Transfers, Footprint,
     WorkPerItem, Fidelity, GpuObservation, EnergyWindow, GenerationMetrics, TokenFidelity, SamplingMetrics,
+    ServingMetrics,
 )  # fmt: skip
+#: a cell's extra tables (bench.results.schema.EXTRA_TABLES): file name -> rows (dicts of that table's columns)
+Tables = dict[str, tuple[dict[str, Any], ...]]
 #: a phase of a cell's raw samples (samples.csv): (phase, iter, step, ms)
 PhaseSample = tuple[str, int, int, float]
 
@@ -153,11 +159,14 @@ class CellResult:
     generation: GenerationMetrics | None = None
     tokens: TokenFidelity | None = None
     sampling: SamplingMetrics | None = None
+    serving: ServingMetrics | None = None
     #: one per timed call of the workload (a forward call, a whole generation, a whole sampling run)
     samples_ms: tuple[float, ...] = field(default=(), repr=False)
     #: the steps inside those calls: a generation's prefill and decode steps, a sampling run's UNet calls
     #: and VAE decode (empty for a forward cell)
     phase_samples: tuple[PhaseSample, ...] = field(default=(), repr=False)
+    #: a serving cell's requests, probes, time series and soak checks (empty for other cells)
+    tables: Tables = field(default_factory=dict, repr=False)
 
     def parts(self) -> tuple[Any, ...]:
         """The row parts, in field order (which is PARTS's order: a test holds them aligned)."""

@@ -12,9 +12,12 @@ from pathlib import Path
 
 from bench.core.device import Device
 from bench.harness.config import RunConfig
-from bench.harness.executor import CellExecutor, CellRecord, InProcessExecutor
+from bench.harness.executor import CellExecutor, CellRecord, Identities, InProcessExecutor
 from bench.harness.isolation import ProcessExecutor
+from bench.harness.offline import OfflineSearch
+from bench.harness.outcome import skipped
 from bench.harness.plan import Cell, plan_cells
+from bench.harness.result import CellResult
 from bench.results.writer import ResultWriter
 
 __all__ = ["Runner", "plan_cells"]
@@ -34,6 +37,8 @@ class Runner:
         executor: CellExecutor | None = None,
     ) -> None:
         self.writer = writer
+        self.search = OfflineSearch() if config.scenario == "offline" else None
+        self.identities = Identities(run_id, device, config.isolation, config.scenario)
         self.on_cell_done = on_cell_done
         self.on_cell_start = on_cell_start
         self.executor = executor or make_executor(config, device, run_id, writer.out_dir / "artifacts")
@@ -42,13 +47,30 @@ class Runner:
         try:
             for cell in cells:
                 self.on_cell_start(cell)
-                result = self.executor.run(cell)
-                self.writer.add(result.row(), list(result.samples_ms), result.phase_samples)
+                result = self._run_one(cell)
+                self.writer.add(result.row(), list(result.samples_ms), result.phase_samples, result.tables)
+                if self.search is not None:
+                    self.search.observe(cell, result.row())
                 self.on_cell_done(result)
+            if self.search is not None:
+                self._write_best_batches()
         finally:
             close = getattr(self.executor, "close", None)
             if close is not None:
                 close()
+
+    def _run_one(self, cell: Cell) -> CellRecord:
+        reason = self.search.skip_reason(cell) if self.search is not None else None
+        if reason is not None:
+            return CellResult(self.identities.of(cell), skipped(reason))
+        return self.executor.run(cell)
+
+    def _write_best_batches(self) -> None:
+        """The offline answer on every row of its model x pipeline, written once every size has run."""
+        assert self.search is not None
+        for row in self.writer.rows:
+            row["best_batch_size"] = self.search.best_batch(row)
+        self.writer.flush()
 
 
 def make_executor(config: RunConfig, device: Device, run_id: str, artifacts_dir: Path) -> CellExecutor:

@@ -34,7 +34,8 @@ from bench.harness.config import RunConfig
 from bench.harness.executor import InProcessExecutor
 from bench.harness.plan import Cell, resolve_models
 from bench.harness.reference import SharedReferences
-from bench.harness.result import CellResult, PhaseSample
+from bench.harness.result import CellResult, PhaseSample, Tables
+from bench.results.schema import EXTRA_TABLES
 from optimizers.registry import parse_pipeline
 from reference_models import MODELS
 
@@ -61,6 +62,7 @@ def job_for(
         "pipeline": cell.pipeline.text,
         "batch_size": cell.batch_size,
         "repeat": cell.repeat,
+        "target_qps": cell.target_qps,
         "scratch": str(scratch),
         "log": str(log),
         "artifacts_dir": str(artifacts_dir) if artifacts_dir is not None else None,
@@ -80,7 +82,7 @@ def _redirect_output(log: str) -> None:
 
 def run_job(
     job: dict[str, Any], artifacts_dir: Path | None
-) -> tuple[dict[str, Any], list[float], list[PhaseSample]]:
+) -> tuple[dict[str, Any], list[float], list[PhaseSample], Tables]:
     """Run the job's cell here; its row and samples (the executor turns every failure into a row)."""
     config = RunConfig.from_json(job["config"])  # InProcessExecutor applies config.threads
     device = parse_device(job["device"])
@@ -96,8 +98,9 @@ def run_job(
     models, custom = ((), (name,)) if job["custom"] else ((name,), ())
     (spec,) = resolve_models(models, custom, config.weights)
     cell = Cell(
-        job["cell_id"], spec, job["size"], parse_pipeline(job["pipeline"]), job["batch_size"], job["repeat"]
-    )
+        job["cell_id"], spec, job["size"], parse_pipeline(job["pipeline"]), job["batch_size"], job["repeat"],
+        job.get("target_qps"),
+    )  # fmt: skip
     scratch = Path(job["scratch"])
     executor = InProcessExecutor(
         config,
@@ -115,7 +118,7 @@ def run_job(
     if notes:
         joined = "; ".join(n for n in (result.outcome.notes, *notes) if n)
         result = replace(result, outcome=replace(result.outcome, notes=joined))
-    return result.row(), list(result.samples_ms), list(result.phase_samples)
+    return result.row(), list(result.samples_ms), list(result.phase_samples), result.tables
 
 
 def _plain(value: Any) -> Any:
@@ -130,9 +133,18 @@ def encode_reply(
     samples: list[float],
     error: str | None = None,
     phases: list[PhaseSample] | None = None,
+    tables: Tables | None = None,
 ) -> bytes:
     """The reply as JSON; NaN and infinities kept (Python's json reads them back)."""
-    reply = {"row": row, "samples": samples, "phases": phases or [], "error": error}
+    # tables go column-major (names once, rows as lists): a long load's requests are 100,000s of rows
+    packed = {
+        name: {
+            "columns": list(EXTRA_TABLES[name]),
+            "rows": [[r.get(c) for c in EXTRA_TABLES[name]] for r in rows],
+        }
+        for name, rows in (tables or {}).items()
+    }
+    reply = {"row": row, "samples": samples, "phases": phases or [], "tables": packed, "error": error}
     return json.dumps(reply, default=_plain).encode()
 
 
@@ -143,8 +155,8 @@ def worker_main(job_text: str, reply: Connection) -> None:
     _redirect_output(job["log"])
     artifacts = job.get("artifacts_dir")
     try:
-        row, samples, phases = run_job(job, Path(artifacts) if artifacts else None)
-        payload = encode_reply(row, samples, phases=phases)
+        row, samples, phases, tables = run_job(job, Path(artifacts) if artifacts else None)
+        payload = encode_reply(row, samples, phases=phases, tables=tables)
     except BaseException as exc:  # planning the cell failed here (a model or plugin that no longer imports)
         payload = encode_reply(None, [], f"{type(exc).__name__}: {exc}".splitlines()[0][:300])
     reply.send_bytes(payload)
@@ -153,8 +165,9 @@ def worker_main(job_text: str, reply: Connection) -> None:
 
 def decode_reply(
     data: bytes,
-) -> tuple[dict[str, Any] | None, list[float], list[PhaseSample], str | None]:
-    """The worker's reply back as (row, samples, phase samples, error); ValueError when it is not what a worker sends."""
+) -> tuple[dict[str, Any] | None, list[float], list[PhaseSample], str | None, Tables]:
+    """The worker's reply back as (row, samples, phase samples, error, tables); ValueError when it is not
+    what a worker sends."""
     reply = json.loads(data.decode())
     if not isinstance(reply, dict):
         raise ValueError("the reply is not a JSON object")
@@ -169,7 +182,24 @@ def decode_reply(
     if not isinstance(phases, list) or not all(_is_phase_sample(p) for p in phases):
         raise ValueError("the reply's phase samples are not (phase, iter, step, ms)")
     kept = [(str(p), int(i), int(s), float(ms)) for p, i, s, ms in phases if not math.isnan(ms)]
-    return row, [float(x) for x in samples if not math.isnan(x)], kept, error
+    tables = reply.get("tables", {})
+    if not isinstance(tables, dict):
+        raise ValueError("the reply's tables are not an object")
+    typed: Tables = {}
+    for name, packed in tables.items():
+        if name not in EXTRA_TABLES:
+            raise ValueError(f"the reply names an unknown table {name!r}")
+        columns, rows = (
+            (packed.get("columns"), packed.get("rows")) if isinstance(packed, dict) else (None, None)
+        )
+        if columns != list(EXTRA_TABLES[name]):
+            raise ValueError(f"the reply's {name} does not have its schema's columns")
+        if not isinstance(rows, list) or not all(
+            isinstance(r, list) and len(r) == len(columns) for r in rows
+        ):
+            raise ValueError(f"the reply's {name} rows are not lists of its {len(columns)} columns")
+        typed[name] = tuple(dict(zip(columns, r, strict=True)) for r in rows)
+    return row, [float(x) for x in samples if not math.isnan(x)], kept, error, typed
 
 
 def _is_phase_sample(item: Any) -> bool:

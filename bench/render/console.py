@@ -82,7 +82,9 @@ def summary_tables(frame: pd.DataFrame, width: int | None = None) -> list[Table]
     frame["speedup"] = frame["speedup_vs_fp32"]  # the name WORKLOAD_METRICS reads
     for (model, size), group in frame.groupby(["model", "size"], sort=False):
         workload = workload_of(group)
-        if workload in WORKLOAD_METRICS:
+        if _served(group):
+            tables.append(_serving_table(str(model), str(size), group, width))
+        elif workload in WORKLOAD_METRICS:
             tables.append(_workload_table(str(model), str(size), group, workload, width))
         else:
             tables.append(_forward_table(str(model), str(size), group, width))
@@ -165,6 +167,43 @@ def _workload_table(model: str, size: str, group: pd.DataFrame, workload: str, w
     title = f"{model} ({size}) on {group['device_name'].iloc[0]}"
     settings = settings_text(group[group["status"] == "ok"], workload)
     return _finish(columns, rows, group, f"{title}: {settings}" if settings else title, notes, width)
+
+
+def _served(group: pd.DataFrame) -> bool:
+    """Rows of a serving cell: a server load, a peak search or a soak (their columns are the load's)."""
+    scenario = group["scenario"] if "scenario" in group else pd.Series(dtype="string")
+    return bool(scenario.eq("server").any() or group["soak_s"].notna().any())
+
+
+def _serving_table(model: str, size: str, group: pd.DataFrame, width: int) -> Table:
+    """A serving run's table: the load offered and held, latency from scheduled arrival, queueing, the SLO."""
+    notes = Notes()
+    rows: list[list[Cell]] = []
+    for row in group.sort_values(["cell_id"]).itertuples(index=False):
+        target = "peak" if pd.notna(row.peak_qps) else fixed(row.target_qps, 3 if row.target_qps < 10 else 1)
+        slo = "-" if pd.isna(row.slo_met) else ("met" if bool(row.slo_met) else "missed")
+        held = "overloaded" if not pd.isna(row.overloaded) and bool(row.overloaded) else ""
+        rows.append(
+            [
+                str(row.pipeline), str(row.batch_size), target, fixed(row.achieved_qps, 2),
+                fixed(row.latency_ms_p50, 1), fixed(row.latency_ms_p99, 1), fixed(row.queue_ms_p99, 1),
+                fixed(row.mean_batch, 2), "-" if pd.isna(row.dropped) else str(int(row.dropped)),
+                fixed(row.peak_qps, 2), slo, psnr(row.psnr_db),
+                Text(held, style="red") if held else _status_cell(row, notes, low_fidelity("forward")),
+            ]
+        )  # fmt: skip
+    columns = [
+        Column("pipeline", fixed=True), Column.number("max batch"), Column.number("target qps"),
+        Column.number("achieved qps"), Column.number("p50 ms"), Column.number("p99 ms"),
+        Column.number("queue p99 ms", drop=2), Column.number("mean batch", drop=3), Column.number("dropped", drop=1),
+        Column.number("peak qps"), Column("SLO", fixed=True), Column.number("PSNR dB", drop=4),
+        Column("status", fixed=True),
+    ]  # fmt: skip
+    slos = group["slo_p99_ms"].dropna().unique()
+    title = f"{model} ({size}) served on {group['device_name'].iloc[0]}: latency from scheduled arrival"
+    if len(slos) == 1:
+        title += f", SLO p99 <= {slos[0]:g} ms"
+    return _finish(columns, rows, group, title, notes, width)
 
 
 def _contended_line(contended: pd.DataFrame) -> str:

@@ -14,7 +14,7 @@ import pandas as pd
 
 from bench.core.statuses import STATUSES
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 #: column -> pandas dtype. Nullable dtypes, because a skipped cell has no latency.
 CELL_COLUMNS: dict[str, str] = {
@@ -51,6 +51,8 @@ CELL_COLUMNS: dict[str, str] = {
     "throughput_items_s": "float64",
     "item": "string",
     "workload": "string",  # forward | generate | sample: what one timed call (a latency sample) is
+    "scenario": "string",  # single-stream | offline | server
+    "target_qps": "float64",  # server: the offered Poisson rate
     "first_call_ms": "float64",
     "transfer_h2d_ms": "float64",
     "transfer_d2h_ms": "float64",
@@ -110,6 +112,24 @@ CELL_COLUMNS: dict[str, str] = {
     "unet_step_ms": "float64",
     "vae_decode_ms": "float64",
     "sampler_overhead_ms": "float64",
+    # the serving scenarios (bench.serving): a server row's latency columns are its requests' latencies
+    # from scheduled arrival, its n_samples the measured requests, its throughput the achieved rate
+    "achieved_qps": "float64",
+    "queue_ms_p50": "float64",
+    "queue_ms_p99": "float64",
+    "mean_batch": "float64",
+    "dropped": "Int64",
+    "overloaded": "boolean",
+    "slo_p99_ms": "float64",
+    "slo_met": "boolean",
+    "goodput_qps": "float64",
+    "peak_qps": "float64",
+    "probes": "Int64",
+    "load_s": "float64",
+    "max_queue_delay_ms": "float64",
+    "best_batch_size": "Int64",
+    "soak_s": "float64",
+    "soak_verdicts": "string",
     "threads": "Int64",
     "isolation": "string",  # process | none
     "repeat": "Int64",
@@ -175,6 +195,33 @@ COLUMNS_SINCE: dict[str, int] = {
         5,
     ),  # fmt: skip
 }
+COLUMNS_SINCE.update(
+    dict.fromkeys(
+        (
+            "scenario",
+            "target_qps",
+            "achieved_qps",
+            "queue_ms_p50",
+            "queue_ms_p99",
+            "mean_batch",
+            "dropped",
+            "overloaded",
+            "slo_p99_ms",
+            "slo_met",
+            "goodput_qps",
+            "peak_qps",
+            "probes",
+            "load_s",
+            "max_queue_delay_ms",
+            "best_batch_size",
+            "soak_s",
+            "soak_verdicts",
+        ),
+        6,
+    )  # fmt: skip
+)
+#: what a row written before schema 6 ran: one call at a time
+DEFAULT_SCENARIO = "single-stream"
 #: what a row written before schema 5 held: every cell timed one forward call
 DEFAULT_WORKLOAD = "forward"
 #: ``phase`` says what a sample times: the workload's whole call (``forward``, ``generate``, ``sample``:

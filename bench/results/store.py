@@ -31,7 +31,9 @@ from bench.results.schema import (
     CALL_PHASES,
     CELL_COLUMNS,
     COLUMNS_SINCE,
+    DEFAULT_SCENARIO,
     DEFAULT_WORKLOAD,
+    EXTRA_TABLES,
     SAMPLE_COLUMNS,
     SAMPLE_DEFAULTS,
     SCHEMA_VERSION,
@@ -167,9 +169,11 @@ def read_cells(path: Path) -> pd.DataFrame:
     if not table.is_file():
         raise RunError(f"no cells.csv at {path}")
     frame = _csv_frame(table)
-    for column in COLUMNS_SINCE:
-        if column not in frame.columns:
-            frame[column] = DEFAULT_WORKLOAD if column == "workload" else pd.NA
+    absent = [c for c in COLUMNS_SINCE if c not in frame.columns]
+    if absent:  # added in one go: a column at a time fragments a frame of 100+ columns (pandas warns)
+        fill = {"workload": DEFAULT_WORKLOAD, "scenario": DEFAULT_SCENARIO}
+        added = pd.DataFrame({c: [fill.get(c, pd.NA)] * len(frame) for c in absent}, index=frame.index)
+        frame = pd.concat([frame, added], axis=1)
     missing = [c for c in CELL_COLUMNS if c not in frame.columns]
     if missing:
         raise RunError(f"{table} has another schema: missing columns {', '.join(missing)}")
@@ -228,6 +232,11 @@ class Run:
             for cid, group in ordered.groupby("cell_id", sort=False)
         }
 
+    def table(self, name: str) -> pd.DataFrame:
+        """One of a serving run's extra tables (``EXTRA_TABLES``: requests.csv, probes.csv, ...), read on
+        demand with its schema's dtypes; empty (with its columns) where the run has none."""
+        return read_table(self.path, name)
+
     def tpot_by_cell(self) -> dict[int, np.ndarray]:
         """cell_id -> each timed generation's TPOT in ms (the mean of its decode steps), in iteration order.
 
@@ -244,6 +253,21 @@ class Run:
         return {
             int(cid): group.to_numpy(dtype=float) for cid, group in means.groupby(level="cell_id", sort=False)
         }
+
+
+def read_table(folder: Path, name: str) -> pd.DataFrame:
+    """An extra table of a run folder (``EXTRA_TABLES``), empty where the run did not write it."""
+    if name not in EXTRA_TABLES:
+        raise RunError(f"no table {name!r}; a run's extra tables are {', '.join(EXTRA_TABLES)}")
+    columns = EXTRA_TABLES[name]
+    table = Path(folder) / name
+    if not table.is_file():
+        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in columns.items()})
+    frame = _csv_frame(table)
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise RunError(f"{table} has another schema: missing columns {', '.join(missing)}")
+    return _typed(frame, columns, table)
 
 
 def run_folder(path: Path) -> Path:

@@ -30,13 +30,20 @@ from typing import Any
 import pandas as pd
 
 from bench.core.errors import EnvironmentProblem, RunError
-from bench.results.schema import DEFAULT_WORKLOAD, SAMPLE_COLUMNS, SCHEMA_VERSION, apply_schema, cells_frame
+from bench.results.schema import (
+    DEFAULT_WORKLOAD,
+    EXTRA_TABLES,
+    SAMPLE_COLUMNS,
+    SCHEMA_VERSION,
+    apply_schema,
+    cells_frame,
+)
 
 MANIFEST = "manifest.json"
 #: what the writer writes, data tables in the order a flush replaces them: cells before samples,
 #: so a flush that stops half-way never leaves samples pointing at a cell that cells.csv lacks
 DATA_FILES = ("cells.csv", "cells.parquet", "cells.json", "samples.csv")
-WRITTEN_FILES = (*DATA_FILES, "env.json", MANIFEST)
+WRITTEN_FILES = (*DATA_FILES, *EXTRA_TABLES, "env.json", MANIFEST)
 
 
 def _current_umask() -> int:
@@ -121,6 +128,9 @@ class ResultWriter:
         self._remove_stale_temp_files()
         self.rows: list[dict[str, Any]] = []
         self.samples: list[tuple[int, int, str, int, float]] = []  # SAMPLE_COLUMNS
+        self.tables: dict[
+            str, list[dict[str, Any]]
+        ] = {}  # EXTRA_TABLES: a serving cell's requests, probes, ...
 
     def _remove_stale_temp_files(self) -> None:
         """Only this writer's own temp names (``.cells.csv.<random>.tmp``): nothing else in the folder."""
@@ -142,17 +152,23 @@ class ResultWriter:
         row: dict[str, Any],
         latencies_ms: list[float],
         phase_samples: Iterable[tuple[str, int, int, float]] = (),
+        tables: dict[str, Iterable[dict[str, Any]]] | None = None,
     ) -> None:
         """Keep a finished cell and flush. When the flush is refused the cell stays in memory (a
         later flush writes it) and the files on disk stay at the previous manifest.
 
         ``latencies_ms`` are the workload's whole calls (phase = the row's workload);
-        ``phase_samples`` the (phase, iter, step, ms) of the steps inside them."""
+        ``phase_samples`` the (phase, iter, step, ms) of the steps inside them; ``tables`` the rows of
+        a serving cell's extra tables (``EXTRA_TABLES``), each given the cell's id."""
         cell_id = row["cell_id"]
         call_phase = row.get("workload") or DEFAULT_WORKLOAD
         self.rows.append(row)
         self.samples.extend((cell_id, i, call_phase, 0, ms) for i, ms in enumerate(latencies_ms))
         self.samples.extend((cell_id, i, phase, step, ms) for phase, i, step, ms in phase_samples)
+        for name, rows in (tables or {}).items():
+            if name not in EXTRA_TABLES:
+                raise KeyError(f"no table {name!r} in the schema")
+            self.tables.setdefault(name, []).extend({**r, "cell_id": cell_id} for r in rows)
         self.flush()
 
     def frame(self) -> pd.DataFrame:
@@ -171,8 +187,13 @@ class ResultWriter:
         }
         rows = {"cells.csv": len(frame), "cells.parquet": len(frame), "cells.json": len(frame)}
         rows["samples.csv"] = len(samples)
+        for name, table_rows in self.tables.items():  # only the tables some cell had rows for
+            columns = EXTRA_TABLES[name]
+            table = apply_schema(pd.DataFrame(table_rows, columns=list(columns)), columns)
+            writers[name] = lambda p, t=table: t.to_csv(p, index=False)
+            rows[name] = len(table)
         files: dict[str, dict[str, Any]] = {}
-        for name in DATA_FILES:
+        for name in (*DATA_FILES, *self.tables):
             size, digest = _atomic_write(self.out_dir / name, writers[name])
             files[name] = {"rows": rows[name], "bytes": size, "sha256": digest}
         manifest = {

@@ -126,13 +126,28 @@ def test_a_reference_is_computed_once_and_loaded_by_later_workers(tmp_path: Path
 
 
 def test_a_worker_reply_is_plain_json_and_malformed_ones_are_refused() -> None:
-    row, samples, _, error = decode_reply(encode_reply({"status": "ok", "x": float("nan")}, [1.0, 2.0]))
+    row, samples, _, error, _ = decode_reply(encode_reply({"status": "ok", "x": float("nan")}, [1.0, 2.0]))
     assert row is not None and row["status"] == "ok" and samples == [1.0, 2.0] and error is None
-    for bad in (b"[1, 2]", b'{"row": 3}', b'{"row": null, "samples": ["a"]}'):
+    for bad in (
+        b"[1, 2]",
+        b'{"row": 3}',
+        b'{"row": null, "samples": ["a"]}',
+        b'{"row": null, "tables": {"other.csv": {}}}',
+        b'{"row": null, "tables": {"probes.csv": {"columns": ["x"], "rows": []}}}',
+    ):
         with pytest.raises(ValueError):
             decode_reply(bad)
     with pytest.raises(ValueError):
         decode_reply(b"\x80\x04K\x01.")  # a pickle is not JSON
+
+
+def test_a_serving_cell_s_tables_cross_the_process_boundary_column_major() -> None:
+    requests = ({"probe": 0, "request_id": 3, "arrival_s": 0.5, "end_s": float("nan")},)
+    data = encode_reply({"status": "ok"}, [], tables={"requests.csv": requests})
+    assert b'"request_id"' in data and data.count(b'"request_id"') == 1  # names once, not per row
+    *_, tables = decode_reply(data)
+    (back,) = tables["requests.csv"]
+    assert back["request_id"] == 3 and back["arrival_s"] == 0.5 and back["batch_id"] is None
 
 
 def test_scratch_folders_of_dead_runs_are_removed(tmp_path: Path) -> None:

@@ -26,6 +26,7 @@ from bench.measure.stats import summarize
 from bench.measure.transfers import Transfers
 from bench.measure.work import WorkPerItem
 from bench.results.schema import CELL_COLUMNS, cells_frame
+from bench.serving.stats import ServingMetrics
 
 README = Path(__file__).resolve().parents[3] / "README.md"
 
@@ -33,7 +34,7 @@ README = Path(__file__).resolve().parents[3] / "README.md"
 def _identity() -> CellIdentity:
     return CellIdentity(
         "run", 0, "2026-12-02T00:00:00+00:00", "host", "cpu", "CPU", "0123456789ab", "dcgan", "tiny", "gan",
-        "fp32", 2, "image", "forward", 2, "none", 0, "2.13.0", "abc",
+        "fp32", 2, "image", "forward", "single-stream", math.nan, 2, "none", 0, "2.13.0", "abc",
     )  # fmt: skip
 
 
@@ -58,6 +59,9 @@ def _full_result() -> CellResult:
         ),
         tokens=TokenFidelity(1.0, 0.0, 32.0),
         sampling=SamplingMetrics(10, 7.5, "ddim", 0.5, 2.0, 20.0, 40.0, 90.0, 10.0),
+        serving=ServingMetrics(
+            9.5, 1.0, 5.0, 2.5, 0, False, 100.0, True, 9.5, 10.0, 6, 30.0, 0.0, 8, 600.0, "rss_growth: none"
+        ),
         samples_ms=(1.0, 1.1, 0.9, 1.0),
     )
 

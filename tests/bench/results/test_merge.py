@@ -127,7 +127,7 @@ def test_force_replaces_an_earlier_merge(tmp_path: Path) -> None:
 
 def _add_column(run: Path, table: str, name: str) -> None:
     frame = pd.read_csv(run / table)
-    frame[name] = 1.5
+    frame = pd.concat([frame, pd.DataFrame({name: [1.5] * len(frame)})], axis=1)
     frame.to_csv(run / table, index=False)
     (run / "manifest.json").unlink()  # the table was edited after it was written, as a user would
 

@@ -1,0 +1,312 @@
+"""A serving cell: the pipeline built once, then served under a Poisson load (or a soak) instead of timed call by call.
+
+What it measures, in order:
+1. build and load, as a forward cell does (``apply_pipeline``, the runtime's first call);
+   fidelity on the reference batch, so a server row says what its pipeline costs in quality;
+2. prime: every power-of-two batch size up to ``--max-batch`` (and the largest) is run and
+   timed once warm, so no request pays for a first call of its shape and the peak search
+   starts from the capacity those calls imply;
+3. serve: the load generator and the dynamically batching serving thread
+   (``bench.serving``), one load at the cell's ``--target-qps``, the probes of a
+   ``--find-peak`` search, or a ``--soak`` with its once-a-second time series.
+   Each batch places its inputs on the device and fetches its outputs, as a server must
+   before it answers.
+
+The row's latency columns are its requests' latencies from scheduled arrival (of the peak
+probe for a search), its throughput the achieved rate; every request goes to
+``requests.csv`` and every load to ``probes.csv``. Host contention and the GPU's clocks are
+observed over the loads, not over the build.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from bench.core.artifact import TorchArtifact
+from bench.core.errors import NotApplicable
+from bench.harness.cell import CellSettings, Instruments, apply_pipeline, count_work, stored_bytes_of
+from bench.harness.config import ServingSettings
+from bench.harness.plan import Cell
+from bench.harness.reference import References
+from bench.harness.result import BuildResult, CellIdentity, CellOutcome, CellResult, Tables, Throughput
+from bench.measure.clocks import HostTimer
+from bench.measure.contention import ContentionMeter, gpu_process_reader
+from bench.measure.fidelity import compare_outputs
+from bench.measure.gpu_watch import GpuWatch
+from bench.measure.memory import Footprint, PeakRSS, release_device_cache, reset_device_peak
+from bench.measure.stats import LatencyStats
+from bench.runtimes import LoadedModel, load
+from bench.serving.load import LoadResult, LoadSpec, run_threaded_load
+from bench.serving.peak import find_peak, probe_duration
+from bench.serving.server import BatchingPolicy
+from bench.serving.stats import ServingMetrics
+from optimizers.registry import PassContext
+
+#: the peak search starts at this share of the capacity the priming calls imply (a load just below it)
+START_SHARE = 0.7
+
+
+def live_path(run_id: str, cell_id: int) -> Path:
+    """Where a soak's worker appends its time series as JSON lines, for the parent's live panel to tail."""
+    return Path(tempfile.gettempdir()) / f"genbench-live-{run_id}-cell{cell_id:04d}.jsonl"
+
+
+def batch_slice(inputs: tuple[Any, ...], full: int, n: int) -> tuple[Any, ...]:
+    """The first ``n`` items of a batch of ``full``: tensors whose first dimension is the batch are cut."""
+    return tuple(
+        t[:n] if isinstance(t, torch.Tensor) and t.dim() > 0 and t.shape[0] == full else t for t in inputs
+    )
+
+
+def prime_sizes(max_batch: int) -> list[int]:
+    """The batch sizes primed before a load: powers of two up to ``max_batch``, and ``max_batch``."""
+    sizes = {max_batch}
+    n = 1
+    while n < max_batch:
+        sizes.add(n)
+        n *= 2
+    return sorted(sizes)
+
+
+class BatchServer:
+    """Serves batches of n items of one model: each places its inputs, runs, and fetches its outputs."""
+
+    def __init__(self, runtime: LoadedModel, inputs: tuple[Any, ...], full: int, tools: Instruments) -> None:
+        self.runtime = runtime
+        self.inputs = inputs
+        self.full = full
+        self.tools = tools
+        self._by_size: dict[int, tuple[Any, ...]] = {}
+
+    def _inputs(self, n: int) -> tuple[Any, ...]:
+        if n not in self._by_size:
+            self._by_size[n] = batch_slice(self.inputs, self.full, n)
+        return self._by_size[n]
+
+    def __call__(self, n: int) -> float:
+        runtime = self.runtime
+        runtime.to_torch(runtime.run(runtime.prepare(self._inputs(n))))
+        self.tools.synchronize()
+        return math.nan  # a forward call has no first token
+
+    def prime(self, sizes: list[int]) -> dict[int, float]:
+        """Seconds of one warm call per batch size (each size is called once before, for its first-call cost)."""
+        timer = HostTimer(synchronize=self.tools.synchronize)
+        times = {}
+        for n in sizes:
+            self(n)
+            times[n] = timer.measure(lambda n=n: self(n)) / 1e3
+        return times
+
+
+def measure_server_cell(
+    cell: Cell,
+    identity: CellIdentity,
+    references: References,
+    tools: Instruments,
+    settings: CellSettings,
+    workdir: Path,
+) -> CellResult:
+    """The cell served under its load; an exception for a cell that failed (the executor maps it)."""
+    serving = settings.serving
+    assert serving is not None
+    if cell.spec.workload != "forward":
+        raise NotApplicable(
+            f"the server scenario serves forward models (dcgan, vae, unet, your own) for now; "
+            f"a {cell.spec.workload} workload's request loop is not built yet"
+        )
+    ref = references.get(cell)
+    device = tools.device
+    ctx = PassContext(
+        device=device,
+        example_inputs=ref.inputs,
+        calibration=references.calibration(cell),
+        workdir=workdir,
+        batch_sizes=tuple(sorted({1, cell.batch_size})),
+        cache_key=f"{cell.spec.name}-{cell.size}-{cell.pipeline.text}",
+    )
+    with PeakRSS() as rss:
+        t0 = time.perf_counter()
+        artifact, last_eager = apply_pipeline(
+            cell, TorchArtifact(module=references.device_copy(ref.module)), ctx
+        )
+        tools.synchronize()
+        build_s = time.perf_counter() - t0
+        work, work_note = count_work(cell, last_eager, artifact.precision, ref.inputs, device.torch_name)
+        params = sum(p.numel() for p in last_eager.module.parameters())
+        del last_eager
+        release_device_cache(device)
+        reset_device_peak(device)
+        runtime = load(artifact, device)
+        first: list[Any] = []
+        first_call_ms = HostTimer(synchronize=tools.synchronize).measure(
+            lambda: first.append(runtime.to_torch(runtime.run(runtime.prepare(ref.inputs))))
+        )
+        fidelity = compare_outputs(ref.output, first.pop(), settings.min_psnr_db)
+        server = BatchServer(runtime, ref.inputs, cell.batch_size, tools)
+        primed = server.prime(prime_sizes(cell.batch_size))
+        watch = GpuWatch(tools.nvml, tools.synchronize)
+        meter = ContentionMeter(
+            torch.get_num_threads(),
+            gpu_processes=gpu_process_reader(tools.nvml) if tools.nvml is not None else None,
+            own_pids=settings.run_pids,
+        )
+        watch.timed_start()
+        meter.start()
+        served = _serve(cell, identity, serving, server, primed)
+        contention = meter.stop()
+        watch.timed_end()
+    loads, stats = served.loads, served.chosen.stats
+    capacity = max(n / s for n, s in primed.items())
+    notes = [
+        *artifact.notes,
+        "primed "
+        + ", ".join(f"b{n} {s * 1e3:.1f} ms" for n, s in primed.items())
+        + f" (implied capacity {capacity:.3g} items/s)",
+        *([served.note] if served.note else []),
+        *([work_note] if work_note else []),
+    ]
+    if stats.overloaded:
+        notes.append(
+            f"overloaded: {stats.dropped} of {stats.requests} requests dropped, achieved {stats.achieved_qps:.3g} "
+            f"of {stats.target_qps:.3g} qps offered"
+        )
+    if contention.contended:
+        notes.append(f"contended: {contention.describe()}")
+    more: dict[str, Any] = {}
+    if served.peak_qps is not None:
+        more["peak_qps"] = served.peak_qps
+        more["probes"] = len(loads)
+    tables: Tables = {
+        "requests.csv": tuple(r for i, load in enumerate(loads) for r in _request_rows(load, i)),
+        "probes.csv": tuple({"probe": i, **load.stats.row()} for i, load in enumerate(loads)),
+    }
+    if served.series is not None:
+        rows, verdicts = served.series
+        tables["timeseries.csv"] = tuple(rows)
+        tables["soak.csv"] = tuple(verdicts)
+        more["soak_s"] = serving.soak_s
+        more["soak_verdicts"] = "; ".join(f"{v['check']}: {v['verdict']}" for v in verdicts)
+    throughput = Throughput.of(1, 1e3 / stats.achieved_qps if stats.achieved_qps > 0 else math.inf,
+                               work.gflops_per_item, artifact.precision, tools.peak)  # fmt: skip
+    return CellResult(
+        identity=identity,
+        outcome=CellOutcome("ok", notes="; ".join(notes)),
+        build=BuildResult(
+            runtime.runtime_name,
+            artifact.precision,
+            build_s,
+            first_call_ms,
+            params,
+            stored_bytes_of(artifact),
+        ),
+        latency=request_latency(served.chosen),
+        contention=contention,
+        throughput=throughput,
+        footprint=Footprint.of(rss, device, runtime.allocates_through_torch),
+        work=work,
+        fidelity=fidelity,
+        gpu=watch.observation(),
+        serving=ServingMetrics.of(stats, serving.max_queue_delay_ms, serving.slo_p99_ms, **more),
+        tables=tables,
+    )
+
+
+@dataclass(frozen=True)
+class Served:
+    """A serving cell's loads: all of them, the one its row reports, the search's result, the soak's series."""
+
+    loads: list[LoadResult]
+    chosen: LoadResult
+    note: str | None = None
+    peak_qps: float | None = None  # a --find-peak search's answer (0: no load met the SLO)
+    series: tuple[list[dict[str, Any]], list[dict[str, Any]]] | None = (
+        None  # a soak's time series and verdicts
+    )
+
+
+def _serve(
+    cell: Cell,
+    identity: CellIdentity,
+    serving: ServingSettings,
+    server: BatchServer,
+    primed: dict[int, float],
+) -> Served:
+    """Run the cell's loads: one at its rate, a peak search's probes, or a soak."""
+    policy = BatchingPolicy(cell.batch_size, serving.max_queue_delay_ms / 1e3)
+    slowest = max(primed.values())
+    if serving.soak_s is not None:
+        from bench.harness.soak import soak
+
+        load, series = soak(cell, identity, serving, server, policy, slowest)
+        return Served([load], load, series=series)
+    if not serving.find_peak:
+        assert cell.target_qps is not None
+        spec = LoadSpec(cell.target_qps, serving.duration_s, serving.seed, policy, serving.slo_p99_ms,
+                        slowest_batch_s=slowest)  # fmt: skip
+        load = run_threaded_load(spec, server)
+        return Served([load], load)
+    loads: list[LoadResult] = []
+
+    def probe(qps: float) -> Any:
+        spec = LoadSpec(qps, probe_duration(qps, serving.duration_s), serving.seed, policy, serving.slo_p99_ms,
+                        slowest_batch_s=slowest)  # fmt: skip
+        loads.append(run_threaded_load(spec, server))
+        return loads[-1].stats
+
+    capacity = max(n / s for n, s in primed.items())
+    assert serving.slo_p99_ms is not None
+    result = find_peak(probe, START_SHARE * capacity)
+    # the row reports the peak's own probe; with none met, the lowest rate probed
+    met = [load for load in loads if load.stats.slo_met and load.stats.target_qps == result.peak_qps]
+    chosen = met[-1] if met else min(loads, key=lambda load: load.stats.target_qps)
+    return Served(loads, chosen, result.describe(serving.slo_p99_ms), peak_qps=result.peak_qps)
+
+
+def request_latency(load: LoadResult) -> LatencyStats:
+    """The latency columns of a server row: its measured requests, from scheduled arrival (dropped: infinite)."""
+    stats = load.stats
+    done = np.array(
+        [(r.end_s - r.arrival_s) * 1e3 for r in load.records if not r.warmup and r.completed], dtype=float
+    )
+    if len(done) == 0:
+        nan = math.nan
+        return LatencyStats(stats.requests, math.inf, math.inf, math.inf, nan, nan, nan, nan, nan)
+    return LatencyStats(
+        n=stats.requests,
+        p50=stats.latency_ms_p50,
+        p90=stats.latency_ms_p90,
+        p99=stats.latency_ms_p99,
+        mean=float(done.mean()),
+        std=float(done.std(ddof=1)) if len(done) > 1 else math.nan,
+        min=float(done.min()),
+        # not torch.utils.benchmark's noise rule: a queue's latencies spread by design
+        iqr_over_median=math.nan,
+        ci_rel_halfwidth=math.nan,  # a load is one run of a queue, not independent samples
+    )
+
+
+def _request_rows(load: LoadResult, probe: int) -> list[dict[str, Any]]:
+    return [
+        {
+            "probe": probe,
+            "request_id": r.request_id,
+            "warmup": r.warmup,
+            "arrival_s": r.arrival_s,
+            "issued_s": r.issued_s,
+            "start_s": r.start_s,
+            "end_s": r.end_s,
+            "first_token_s": r.first_token_s,
+            "batch_id": r.batch_id if r.batch_id >= 0 else None,
+            "batch_size": r.batch_size or None,
+        }  # fmt: skip
+        for r in load.records
+    ]

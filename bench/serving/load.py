@@ -1,0 +1,104 @@
+"""One load, start to end: a Poisson schedule offered to the server, real (threads) or simulated.
+
+``run_threaded_load`` is what a server cell measures: the load generator and the serving thread
+run beside each other on ``perf_counter``. ``run_simulated_load`` runs the same ``serve`` loop on
+a virtual clock against a model given by its service time per batch size: instant and
+deterministic, for the tests and for checking the peak search on a server of known capacity.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from bench.serving.arrivals import poisson_arrivals
+from bench.serving.clock import RealClock, SimulatedSource, ThreadedSource, VirtualClock
+from bench.serving.live import LiveCounters
+from bench.serving.server import BatchingPolicy, LoadWindow, RequestRecord, grace_of, serve, warmup_of
+from bench.serving.stats import ProbeStats, summarize_load
+
+
+@dataclass(frozen=True)
+class LoadSpec:
+    """A load to offer: its rate, how long it is measured, the schedule's seed, the batching and the SLO."""
+
+    target_qps: float
+    duration_s: float
+    seed: int
+    policy: BatchingPolicy
+    slo_p99_ms: float | None = None
+    new_tokens: int | None = None  # a generation's length (TPOT); None for other workloads
+    slowest_batch_s: float = 0.0  # a full batch's service time, as primed: sets the grace period
+    warmup_s: float | None = None  # None: warmup_of(duration_s)
+
+    def window(self) -> LoadWindow:
+        warmup = warmup_of(self.duration_s) if self.warmup_s is None else self.warmup_s
+        return LoadWindow(warmup, self.duration_s, grace_of(self.duration_s, self.slowest_batch_s))
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    spec: LoadSpec
+    window: LoadWindow
+    records: list[RequestRecord]
+    stats: ProbeStats
+
+
+def _result(spec: LoadSpec, window: LoadWindow, records: list[RequestRecord]) -> LoadResult:
+    stats = summarize_load(records, spec.target_qps, window, spec.slo_p99_ms, spec.new_tokens)
+    return LoadResult(spec, window, records, stats)
+
+
+def run_threaded_load(
+    spec: LoadSpec, serve_batch: Callable[[int], float], counters: LiveCounters | None = None
+) -> LoadResult:
+    """Offer ``spec``'s load in real time; ``serve_batch(n)`` serves n items and returns the
+    ``perf_counter`` time of its first token (NaN when the workload has none)."""
+    window = spec.window()
+    arrivals = poisson_arrivals(spec.target_qps, window.end_s, spec.seed)
+    clock = RealClock()
+    source = ThreadedSource(arrivals, clock)
+
+    def on_clock(n: int) -> float:
+        return serve_batch(n) - clock.start  # NaN stays NaN
+
+    records: list[RequestRecord] = []
+    failure: list[BaseException] = []
+
+    def serving() -> None:
+        try:
+            records.extend(serve(source, on_clock, clock, spec.policy, window, counters))
+        except BaseException as exc:  # the model failed: the cell's error, raised in the caller's thread
+            failure.append(exc)
+
+    server = threading.Thread(target=serving, name="genbench-server", daemon=True)
+    source.start()
+    server.start()
+    try:
+        # joined in slices so Ctrl-C reaches the main thread; the server ends by its hard stop
+        while server.is_alive():
+            server.join(timeout=0.2)
+    finally:
+        source.close()
+    if failure:
+        raise failure[0]
+    return _result(spec, window, records)
+
+
+def run_simulated_load(spec: LoadSpec, service_s: Callable[[int], float]) -> LoadResult:
+    """The same load and loop on a virtual clock, against a model that takes ``service_s(n)`` per batch of n."""
+    window = spec.window()
+    clock = VirtualClock()
+    source = SimulatedSource(poisson_arrivals(spec.target_qps, window.end_s, spec.seed), clock)
+
+    def simulated(n: int) -> float:
+        clock.advance(service_s(n))
+        return float("nan")
+
+    return _result(spec, window, serve(source, simulated, clock, spec.policy, window))
+
+
+def perf_now() -> float:
+    return time.perf_counter()
