@@ -1,7 +1,8 @@
 """The rebuilt artifact in the form a deployment loads: an ONNX file, a TensorRT engine, or a torch.export program.
 
-- ONNX: the file the ``onnx`` pass wrote, copied with its external weights
-  (``model.onnx.data``, whose name the graph refers to, so it keeps it).
+- ONNX: the file the last pass wrote (``model.int8.onnx`` for int8), copied as
+  ``model.onnx`` with its external weights, which keep their name (``model.onnx.data``):
+  the graph refers to them by it.
 - TensorRT: the serialized engine's bytes as ``model.plan``. Its inputs and outputs
   are the ONNX model's it was built from (TensorRT keeps their names; its precision
   flags change the kernels, not the I/O types).
@@ -38,6 +39,7 @@ from bench.export.signature import Signature, onnx_signature, tensor_specs
 
 FORMATS: dict[str, str] = {"onnx": "onnx", "tensorrt": "tensorrt_plan", "torch": "torch.export"}
 TORCH_FILE = "model.pt2"
+ONNX_FILE = "model.onnx"
 ENGINE_FILE = "model.plan"
 BATCH_SYMBOL = "batch"
 
@@ -65,7 +67,8 @@ def write_deployable(built: Built, out: Path) -> Deployable:
     """The artifact of ``built`` written under ``out`` in its deployable form."""
     artifact = built.artifact
     if isinstance(artifact, OnnxArtifact):
-        files = tuple(_copy(source, out / source.name) for source in artifact.files())
+        model, *weights = artifact.files()
+        files = (_copy(model, out / ONNX_FILE), *(_copy(w, out / w.name) for w in weights))
         return Deployable("onnx", files, onnx_signature(files[0]), notes=artifact.notes)
     if isinstance(artifact, TensorRTArtifact):
         engine = _copy(artifact.path, out / ENGINE_FILE)

@@ -40,6 +40,9 @@ MEASURED_COLUMNS: tuple[str, ...] = (
     "item", "first_call_ms", "build_s", "peak_device_mem_mb", "peak_device_reserved_mb", "peak_host_rss_mb",
     "rss_baseline_mb", "nvml_process_mem_mb", "model_bytes", "params", "gflops_per_item", "achieved_gflops",
     "pct_of_peak", "energy_j_per_item", "avg_power_w", "threads", "started_at", "notes",
+    # a serving cell's (bench.harness.serve): what the batcher it was measured with did
+    "target_qps", "achieved_qps", "queue_ms_p50", "queue_ms_p99", "mean_batch", "max_queue_delay_ms",
+    "slo_p99_ms", "slo_met", "goodput_qps", "peak_qps", "best_batch_size",
 )  # fmt: skip
 FIDELITY_COLUMNS: tuple[str, ...] = ("psnr_db", "max_abs_err", "cosine", "fidelity_ok")
 

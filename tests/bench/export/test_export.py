@@ -1,6 +1,7 @@
 """`python -m bench export`: a measured cell comes out as files a deployment loads, and they reproduce the row.
 
-One short run of the tiny DCGAN (fp32 and ort at batch 2) is measured once for the module;
+One short run of the tiny DCGAN (fp32 and ort at batch 2, and tensorrt, a skipped row on a CPU) is
+measured once for the module;
 the exports are read back as a deployment would: the ONNX file in a fresh ONNX Runtime
 session in another process, the ExportedProgram with torch.export.load, the Triton
 configuration with the pbtxt parser.
@@ -45,7 +46,7 @@ def main(argv: list[str]) -> int:
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("run") / "dcgan"
     code = main(
-        ["run", "--models", "dcgan", "--size", "tiny", "--pipelines", "fp32,ort", "--batch-sizes", str(BATCH),
+        ["run", "--models", "dcgan", "--size", "tiny", "--pipelines", "fp32,ort,tensorrt", "--batch-sizes", str(BATCH),
          "--time-budget", "0.1", "--min-samples", "3", "--warmup", "0", "--isolation", "none",
          "--device", "cpu", "--seed", "7", "--out", str(out)]
     )  # fmt: skip
@@ -209,6 +210,8 @@ def test_bad_input_is_one_line_and_exit_2(
 ) -> None:
     new = tmp_path / "new"
     _one_line_error(capsys, ["export", str(run_dir), "--cell", "99", "--out", str(new)], "has no cell 99")
+    skipped = str(_row(run_dir, "tensorrt")["cell_id"])
+    _one_line_error(capsys, ["export", str(run_dir), "--cell", skipped, "--out", str(new)], "is skipped")
     (tmp_path / "not-a-run").mkdir()
     _one_line_error(
         capsys, ["export", str(tmp_path / "not-a-run"), "--cell", "0", "--out", str(new)], "no cells.csv"
