@@ -256,6 +256,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                             f"  [dim]left out of the {workload} models' defaults: {text} ({why})[/]"
                         )
     started = time.perf_counter()
+    if config.soak_s is not None or config.metrics_port is not None:
+        return _watched_run(config, device, writer, run_id, cells, console, out_dir, started)
     with cell_progress(console, len(cells)) as progress:
         task = progress.add_task("cells", total=len(cells))
         runner = Runner(
@@ -280,6 +282,67 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"{len(cells)} cells in {time.perf_counter() - started:.0f} s "
         f"({', '.join(f'{v} {k}' for k, v in counts.items())}); tables in {out_dir}"
     )
+    return 0
+
+
+def _watched_run(
+    config: RunConfig,
+    device: Any,
+    writer: Any,
+    run_id: str,
+    cells: list[Any],
+    console: Any,
+    out_dir: Path,
+    started: float,
+) -> int:
+    """A soak (or a server run with --metrics-port): each cell's live panel instead of the progress bar.
+
+    The worker appends its once-a-second rows to a live file; a thread here tails it into a rich
+    Live panel until the cell ends (rich allows one live display at a time, so no progress bar).
+    """
+    import threading
+
+    from bench.harness.runner import Runner
+    from bench.harness.serve import live_path
+    from bench.render.console import summary_tables
+    from bench.render.live import follow_live
+
+    following: dict[str, Any] = {}
+
+    def start(cell: Any) -> None:
+        stop = threading.Event()
+        path = live_path(run_id, cell.cell_id)
+        title = f"cell {cell.cell_id}: {cell.spec.name} {cell.pipeline.text} " + (
+            f"at {cell.target_qps:g} qps"
+            if cell.target_qps is not None
+            else f"single-stream b{cell.batch_size}"
+        )
+        if config.metrics_port is not None:
+            title += f"; Prometheus on :{config.metrics_port}/metrics"
+        thread = threading.Thread(target=follow_live, args=(path, console, stop, title), daemon=True)
+        following.update(stop=stop, thread=thread, path=path)
+        thread.start()
+
+    def done(result: Any) -> None:
+        if following:
+            following["stop"].set()
+            following["thread"].join(timeout=5)
+            following["path"].unlink(missing_ok=True)
+        console.print(
+            f"cell {result.row()['cell_id']}: {result.status} {result.row().get('soak_verdicts') or ''}"
+        )
+
+    runner = Runner(config, device, writer, run_id, on_cell_start=start, on_cell_done=done)
+    try:
+        runner.run(cells)
+    except KeyboardInterrupt:
+        if following:
+            following["stop"].set()
+        console.print(f"[yellow]interrupted: {len(writer.rows)} finished cells kept in {out_dir}[/]")
+        return EXIT_INTERRUPTED
+    for table in summary_tables(writer.frame()):
+        console.print(table)
+    console.print(f"{len(cells)} cells in {time.perf_counter() - started:.0f} s; tables in {out_dir}")
     return 0
 
 

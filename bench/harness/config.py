@@ -325,6 +325,10 @@ class RunConfig:
                 raise ConfigError(
                     f"--metrics-port must be a TCP port from 1 to 65535 (got {self.metrics_port})"
                 )
+            if self.find_peak:
+                raise ConfigError(
+                    "--metrics-port watches one long load: use it with --soak or --target-qps, not --find-peak"
+                )
             if self.soak_s is None and not server:
                 raise ConfigError(
                     "--metrics-port serves a server run's or a soak's live values: add --soak or --scenario server"

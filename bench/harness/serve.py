@@ -33,16 +33,19 @@ import torch
 from bench.core.artifact import TorchArtifact
 from bench.core.errors import NotApplicable
 from bench.harness.cell import CellSettings, Instruments, apply_pipeline, count_work, stored_bytes_of
-from bench.harness.config import ServingSettings
+from bench.harness.config import ServingSettings, WorkloadSettings
 from bench.harness.plan import Cell
 from bench.harness.reference import References
 from bench.harness.result import BuildResult, CellIdentity, CellOutcome, CellResult, Tables, Throughput
+from bench.harness.soak import Watched
 from bench.measure.clocks import HostTimer
 from bench.measure.contention import ContentionMeter, gpu_process_reader
-from bench.measure.fidelity import compare_outputs
+from bench.measure.fidelity import Fidelity, compare_outputs
+from bench.measure.generation import GenerationMetrics
 from bench.measure.gpu_watch import GpuWatch
 from bench.measure.memory import Footprint, PeakRSS, release_device_cache, reset_device_peak
 from bench.measure.stats import LatencyStats
+from bench.measure.work import WorkPerItem
 from bench.runtimes import LoadedModel, load
 from bench.serving.load import LoadResult, LoadSpec, run_threaded_load
 from bench.serving.peak import find_peak, probe_duration
@@ -107,6 +110,139 @@ class BatchServer:
         return times
 
 
+@dataclass(frozen=True)
+class Built:
+    """A serving cell's model, built and loaded: what serves a batch, and what the row says of the build."""
+
+    serve: Any  # BatchServer | GenerateServer: call(n) serves n items, prime(sizes) times them warm
+    runtime: str
+    precision: str
+    build_s: float
+    first_call_ms: float
+    params: int
+    model_bytes: int | None
+    work: WorkPerItem
+    fidelity: Fidelity | None
+    through_torch: bool
+    notes: tuple[str, ...]
+    new_tokens: int | None = None
+
+
+def _build_forward(
+    cell: Cell, references: References, tools: Instruments, settings: CellSettings, workdir: Path
+) -> Built:
+    """Build the pipeline as a forward cell does; fidelity on the reference batch (at --max-batch)."""
+    ref = references.get(cell)
+    device = tools.device
+    ctx = PassContext(
+        device=device,
+        example_inputs=ref.inputs,
+        calibration=references.calibration(cell),
+        workdir=workdir,
+        batch_sizes=tuple(sorted({1, cell.batch_size})),
+        cache_key=f"{cell.spec.name}-{cell.size}-{cell.pipeline.text}",
+    )
+    t0 = time.perf_counter()
+    artifact, last_eager = apply_pipeline(cell, TorchArtifact(module=references.device_copy(ref.module)), ctx)
+    tools.synchronize()
+    build_s = time.perf_counter() - t0
+    work, work_note = count_work(cell, last_eager, artifact.precision, ref.inputs, device.torch_name)
+    params = sum(p.numel() for p in last_eager.module.parameters())
+    del last_eager
+    release_device_cache(device)
+    reset_device_peak(device)
+    runtime = load(artifact, device)
+    first: list[Any] = []
+    first_call_ms = HostTimer(synchronize=tools.synchronize).measure(
+        lambda: first.append(runtime.to_torch(runtime.run(runtime.prepare(ref.inputs))))
+    )
+    fidelity = compare_outputs(ref.output, first.pop(), settings.min_psnr_db)
+    return Built(
+        BatchServer(runtime, ref.inputs, cell.batch_size, tools), runtime.runtime_name, artifact.precision,
+        build_s, first_call_ms, params, stored_bytes_of(artifact), work, fidelity,
+        runtime.allocates_through_torch, (*artifact.notes, *([work_note] if work_note else [])),
+    )  # fmt: skip
+
+
+class GenerateServer:
+    """Serves batches of n prompts of a causal LM: static batching per batch window, each batch a whole
+    greedy generation of ``new_tokens`` (its requests' first token comes with the batch's prefill).
+
+    The KV cache is set up for each batch's size (the same size again only resets it); compiled
+    pipelines see a new shape per size, which priming compiles before the load.
+    """
+
+    def __init__(self, lm: Any, prompt: torch.Tensor, ws: WorkloadSettings, tools: Instruments) -> None:
+        self.lm = lm
+        self.prompt = prompt
+        self.ws = ws
+        self.tools = tools
+
+    def __call__(self, n: int) -> float:
+        from bench.harness.generate import generate
+        from bench.measure.step_clock import step_clock_for
+
+        ws = self.ws
+        self.lm.setup_cache(n, ws.prompt_len + ws.new_tokens, ws.kv_cache)
+        clock = step_clock_for(self.tools.device)
+        t0 = time.perf_counter()
+        generate(self.lm, self.prompt[:n], ws.new_tokens, clock)
+        first_token_ms = clock.times_ms()[0]  # synchronizes: the generation is over
+        return t0 + first_token_ms / 1e3
+
+    prime = BatchServer.prime
+
+
+def _build_generate(
+    cell: Cell, references: References, tools: Instruments, settings: CellSettings, workdir: Path
+) -> Built:
+    """Build a causal LM's pipeline as a generate cell does (the cache set up before the passes)."""
+    from bench.harness.generate import check_lm, prompts
+
+    ws = settings.workload
+    if ws is None:
+        raise ValueError("a generate cell needs the run's workload settings")
+    device = tools.device
+    base = references.base_module(cell)
+    check_lm(base, cell.spec.name, ws.prompt_len, ws.new_tokens)
+    prompt = prompts(int(base.vocab_size), cell.batch_size, ws.prompt_len, references.seed)
+    ctx = PassContext(
+        device=device,
+        example_inputs=(prompt, torch.arange(ws.prompt_len)),
+        calibration=lambda n: iter(()),
+        workdir=workdir,
+        batch_sizes=tuple(sorted({1, cell.batch_size})),
+        cache_key=f"{cell.spec.name}-{cell.size}-{cell.pipeline.text}-generate",
+    )
+    t0 = time.perf_counter()
+    start = references.device_copy(base)
+    start.setup_cache(cell.batch_size, ws.prompt_len + ws.new_tokens, ws.kv_cache)
+    artifact, last_eager = apply_pipeline(cell, TorchArtifact(module=start), ctx)
+    if not isinstance(artifact, TorchArtifact):
+        raise NotApplicable(f"the generate workload runs torch models; this pipeline made {artifact.kind}")
+    tools.synchronize()
+    build_s = time.perf_counter() - t0
+    params = sum(p.numel() for p in last_eager.module.parameters())
+    del last_eager, start
+    release_device_cache(device)
+    reset_device_peak(device)
+    server = GenerateServer(artifact.module, prompt.to(device.torch_name), ws, tools)
+    first_call_ms = HostTimer(synchronize=tools.synchronize).measure(lambda: server(cell.batch_size))
+    nan = math.nan
+    return Built(
+        server, "torch-compiled" if artifact.compiled else "torch-eager", artifact.precision, build_s,
+        first_call_ms, params, artifact.stored_bytes(), WorkPerItem(2.0 * params / 1e9, nan, nan, nan, nan),
+        None, True,
+        (*artifact.notes, f"prompt {ws.prompt_len} + {ws.new_tokens} new tokens a request, {ws.kv_cache} kv cache",
+         "fidelity not measured in a server cell: the generate cell of this pipeline has it"),
+        new_tokens=ws.new_tokens,
+    )  # fmt: skip
+
+
+#: how a serving cell of each workload builds what it serves
+BUILDS = {"forward": _build_forward, "generate": _build_generate}
+
+
 def measure_server_cell(
     cell: Cell,
     identity: CellIdentity,
@@ -118,40 +254,16 @@ def measure_server_cell(
     """The cell served under its load; an exception for a cell that failed (the executor maps it)."""
     serving = settings.serving
     assert serving is not None
-    if cell.spec.workload != "forward":
+    build = BUILDS.get(cell.spec.workload)
+    if build is None:
         raise NotApplicable(
-            f"the server scenario serves forward models (dcgan, vae, unet, your own) for now; "
-            f"a {cell.spec.workload} workload's request loop is not built yet"
+            f"the server scenario serves forward and generate models for now; a {cell.spec.workload} "
+            "workload's request loop (one sampling run per batch of images) is not built yet"
         )
-    ref = references.get(cell)
     device = tools.device
-    ctx = PassContext(
-        device=device,
-        example_inputs=ref.inputs,
-        calibration=references.calibration(cell),
-        workdir=workdir,
-        batch_sizes=tuple(sorted({1, cell.batch_size})),
-        cache_key=f"{cell.spec.name}-{cell.size}-{cell.pipeline.text}",
-    )
     with PeakRSS() as rss:
-        t0 = time.perf_counter()
-        artifact, last_eager = apply_pipeline(
-            cell, TorchArtifact(module=references.device_copy(ref.module)), ctx
-        )
-        tools.synchronize()
-        build_s = time.perf_counter() - t0
-        work, work_note = count_work(cell, last_eager, artifact.precision, ref.inputs, device.torch_name)
-        params = sum(p.numel() for p in last_eager.module.parameters())
-        del last_eager
-        release_device_cache(device)
-        reset_device_peak(device)
-        runtime = load(artifact, device)
-        first: list[Any] = []
-        first_call_ms = HostTimer(synchronize=tools.synchronize).measure(
-            lambda: first.append(runtime.to_torch(runtime.run(runtime.prepare(ref.inputs))))
-        )
-        fidelity = compare_outputs(ref.output, first.pop(), settings.min_psnr_db)
-        server = BatchServer(runtime, ref.inputs, cell.batch_size, tools)
+        built = build(cell, references, tools, settings, workdir)
+        server = built.serve
         primed = server.prime(prime_sizes(cell.batch_size))
         watch = GpuWatch(tools.nvml, tools.synchronize)
         meter = ContentionMeter(
@@ -161,18 +273,17 @@ def measure_server_cell(
         )
         watch.timed_start()
         meter.start()
-        served = _serve(cell, identity, serving, server, primed)
+        served = _serve(cell, identity, serving, server, primed, built.new_tokens, tools)
         contention = meter.stop()
         watch.timed_end()
     loads, stats = served.loads, served.chosen.stats
     capacity = max(n / s for n, s in primed.items())
     notes = [
-        *artifact.notes,
+        *built.notes,
         "primed "
         + ", ".join(f"b{n} {s * 1e3:.1f} ms" for n, s in primed.items())
         + f" (implied capacity {capacity:.3g} items/s)",
         *([served.note] if served.note else []),
-        *([work_note] if work_note else []),
     ]
     if stats.overloaded:
         notes.append(
@@ -189,35 +300,55 @@ def measure_server_cell(
         "requests.csv": tuple(r for i, load in enumerate(loads) for r in _request_rows(load, i)),
         "probes.csv": tuple({"probe": i, **load.stats.row()} for i, load in enumerate(loads)),
     }
-    if served.series is not None:
-        rows, verdicts = served.series
-        tables["timeseries.csv"] = tuple(rows)
-        tables["soak.csv"] = tuple(verdicts)
-        more["soak_s"] = serving.soak_s
-        more["soak_verdicts"] = "; ".join(f"{v['check']}: {v['verdict']}" for v in verdicts)
-    throughput = Throughput.of(1, 1e3 / stats.achieved_qps if stats.achieved_qps > 0 else math.inf,
-                               work.gflops_per_item, artifact.precision, tools.peak)  # fmt: skip
+    if served.watched is not None:
+        watched = served.watched
+        tables["timeseries.csv"] = tuple(watched.rows)
+        if watched.verdicts:
+            tables["soak.csv"] = tuple(watched.verdicts)
+            more["soak_s"] = serving.soak_s
+            more["soak_verdicts"] = "; ".join(f"{v['check']}: {v['verdict']}" for v in watched.verdicts)
+        notes.extend(f"monitor sink dropped: {error}" for error in watched.sink_errors)
+    items_per_request = built.new_tokens or 1  # a generate request's items are its tokens
+    rate = stats.achieved_qps * items_per_request
+    throughput = Throughput.of(1, 1e3 / rate if rate > 0 else math.inf, built.work.gflops_per_item,
+                               built.precision, tools.peak)  # fmt: skip
     return CellResult(
         identity=identity,
         outcome=CellOutcome("ok", notes="; ".join(notes)),
         build=BuildResult(
-            runtime.runtime_name,
-            artifact.precision,
-            build_s,
-            first_call_ms,
-            params,
-            stored_bytes_of(artifact),
+            built.runtime,
+            built.precision,
+            built.build_s,
+            built.first_call_ms,
+            built.params,
+            built.model_bytes,
         ),
         latency=request_latency(served.chosen),
         contention=contention,
         throughput=throughput,
-        footprint=Footprint.of(rss, device, runtime.allocates_through_torch),
-        work=work,
-        fidelity=fidelity,
+        footprint=Footprint.of(rss, device, built.through_torch),
+        work=built.work,
+        fidelity=built.fidelity,
         gpu=watch.observation(),
+        generation=_request_generation(stats, built, tools.device.is_cuda, cell, settings),
         serving=ServingMetrics.of(stats, serving.max_queue_delay_ms, serving.slo_p99_ms, **more),
         tables=tables,
     )
+
+
+def _request_generation(
+    stats: Any, built: Built, on_gpu: bool, cell: Cell, settings: CellSettings
+) -> GenerationMetrics | None:
+    """A generate server row's TTFT and TPOT: the medians over its requests, from scheduled arrival
+    (the p99s are in probes.csv); output tokens/s at the achieved rate. The rest is the generate cell's."""
+    ws = settings.workload
+    if built.new_tokens is None or ws is None:
+        return None
+    nan = math.nan
+    return GenerationMetrics(
+        ws.prompt_len, ws.new_tokens, ws.kv_cache, stats.ttft_ms_p50, stats.tpot_ms_p50, nan, nan,
+        stats.latency_ms_p50, stats.achieved_qps * ws.new_tokens, nan, nan, nan, nan, nan,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -228,37 +359,38 @@ class Served:
     chosen: LoadResult
     note: str | None = None
     peak_qps: float | None = None  # a --find-peak search's answer (0: no load met the SLO)
-    series: tuple[list[dict[str, Any]], list[dict[str, Any]]] | None = (
-        None  # a soak's time series and verdicts
-    )
+    #: a watched load's time series (a soak's with its verdicts)
+    watched: Watched | None = None
 
 
 def _serve(
     cell: Cell,
     identity: CellIdentity,
     serving: ServingSettings,
-    server: BatchServer,
+    server: Any,
     primed: dict[int, float],
+    new_tokens: int | None,
+    tools: Instruments,
 ) -> Served:
     """Run the cell's loads: one at its rate, a peak search's probes, or a soak."""
     policy = BatchingPolicy(cell.batch_size, serving.max_queue_delay_ms / 1e3)
     slowest = max(primed.values())
-    if serving.soak_s is not None:
-        from bench.harness.soak import soak
+    if serving.soak_s is not None or serving.metrics_port is not None:
+        from bench.harness.soak import watched_load
 
-        load, series = soak(cell, identity, serving, server, policy, slowest)
-        return Served([load], load, series=series)
+        load, watched = watched_load(cell, identity, serving, server, policy, slowest, new_tokens, tools)
+        return Served([load], load, watched=watched)
     if not serving.find_peak:
         assert cell.target_qps is not None
         spec = LoadSpec(cell.target_qps, serving.duration_s, serving.seed, policy, serving.slo_p99_ms,
-                        slowest_batch_s=slowest)  # fmt: skip
+                        new_tokens, slowest_batch_s=slowest)  # fmt: skip
         load = run_threaded_load(spec, server)
         return Served([load], load)
     loads: list[LoadResult] = []
 
     def probe(qps: float) -> Any:
         spec = LoadSpec(qps, probe_duration(qps, serving.duration_s), serving.seed, policy, serving.slo_p99_ms,
-                        slowest_batch_s=slowest)  # fmt: skip
+                        new_tokens, slowest_batch_s=slowest)  # fmt: skip
         loads.append(run_threaded_load(spec, server))
         return loads[-1].stats
 

@@ -9,7 +9,6 @@ deterministic, for the tests and for checking the peak search on a server of kno
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -46,19 +45,23 @@ class LoadResult:
     stats: ProbeStats
 
 
-def _result(spec: LoadSpec, window: LoadWindow, records: list[RequestRecord]) -> LoadResult:
+def result_of(spec: LoadSpec, window: LoadWindow, records: list[RequestRecord]) -> LoadResult:
     stats = summarize_load(records, spec.target_qps, window, spec.slo_p99_ms, spec.new_tokens)
     return LoadResult(spec, window, records, stats)
 
 
 def run_threaded_load(
-    spec: LoadSpec, serve_batch: Callable[[int], float], counters: LiveCounters | None = None
+    spec: LoadSpec,
+    serve_batch: Callable[[int], float],
+    counters: LiveCounters | None = None,
+    clock: RealClock | None = None,
 ) -> LoadResult:
     """Offer ``spec``'s load in real time; ``serve_batch(n)`` serves n items and returns the
-    ``perf_counter`` time of its first token (NaN when the workload has none)."""
+    ``perf_counter`` time of its first token (NaN when the workload has none). ``clock``: the
+    serving clock a monitor reads too (default: one started now)."""
     window = spec.window()
     arrivals = poisson_arrivals(spec.target_qps, window.end_s, spec.seed)
-    clock = RealClock()
+    clock = clock or RealClock()
     source = ThreadedSource(arrivals, clock)
 
     def on_clock(n: int) -> float:
@@ -84,7 +87,7 @@ def run_threaded_load(
         source.close()
     if failure:
         raise failure[0]
-    return _result(spec, window, records)
+    return result_of(spec, window, records)
 
 
 def run_simulated_load(spec: LoadSpec, service_s: Callable[[int], float]) -> LoadResult:
@@ -97,8 +100,4 @@ def run_simulated_load(spec: LoadSpec, service_s: Callable[[int], float]) -> Loa
         clock.advance(service_s(n))
         return float("nan")
 
-    return _result(spec, window, serve(source, simulated, clock, spec.policy, window))
-
-
-def perf_now() -> float:
-    return time.perf_counter()
+    return result_of(spec, window, serve(source, simulated, clock, spec.policy, window))

@@ -3,8 +3,9 @@
 Percentiles are nearest-rank over the measured requests (those scheduled after the warm-up),
 with a dropped request counted as infinitely late: a server that dropped 2% of its requests has
 an infinite p99, not the p99 of the ones it chose to finish. ``achieved_qps`` is the measured
-requests completed over the time from the measured window's start to the last of them
-finishing: a server that kept up achieves the offered rate, one that fell behind its capacity.
+requests completed over the measured window, or over the time from its start to the last of them
+finishing when that is longer: a server that kept up achieves the rate offered, one that fell
+behind about its capacity.
 
 ``overloaded`` flags a load the server did not hold: it dropped requests, or achieved less than
 ``KEPT_UP`` of the rate actually offered (the Poisson count in the window, not the target, so
@@ -76,8 +77,9 @@ def summarize_load(
     dropped = len(measured) - len(done)
     latency = np.array([(r.end_s - r.arrival_s) if r.completed else math.inf for r in measured]) * 1e3
     queue = np.array([(r.start_s - r.arrival_s) if r.completed else math.inf for r in measured]) * 1e3
-    span = max((r.end_s for r in done), default=NAN) - window.warmup_s
-    achieved = len(done) / span if done and span > 0 else 0.0
+    # over the window, or longer when the last measured request finished after it (a backlog drained late)
+    span = max(window.duration_s, max((r.end_s for r in done), default=0.0) - window.warmup_s)
+    achieved = len(done) / span
     offered = len(measured) / window.duration_s
     overloaded = dropped > 0 or (offered > 0 and achieved < KEPT_UP * offered)
     p99 = nearest_rank(latency, 99)

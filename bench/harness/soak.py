@@ -1,0 +1,111 @@
+"""A watched load: the serving loop with a once-a-second time series, a live file, Prometheus, and a soak's verdicts.
+
+``--soak DURATION`` runs the cell's scenario that long: a server soak offers the cell's
+``--target-qps`` as a Poisson load; a single-stream soak calls the model back to back at the
+cell's batch size (each call one request). Either way the monitor
+(``bench.measure.monitor``) reads the serving thread's ``LiveCounters`` and the machine
+once per second, on the serving clock, and hands each row to its sinks: the live file the
+parent's panel tails, and the Prometheus exporter when ``--metrics-port`` is given. When the
+load ends, the series is checked for drift, memory growth and throttling
+(``bench.analysis.soak``), with the GPU's own slowdown temperature and power limit from NVML.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import suppress
+from dataclasses import dataclass
+from typing import Any
+
+from bench.harness.cell import Instruments
+from bench.harness.config import ServingSettings
+from bench.harness.plan import Cell
+from bench.harness.result import CellIdentity
+from bench.serving.clock import ClosedLoopSource, RealClock
+from bench.serving.live import LiveCounters
+from bench.serving.load import LoadResult, LoadSpec, result_of, run_threaded_load
+from bench.serving.server import BatchingPolicy, LoadWindow, grace_of, serve, warmup_of
+
+
+@dataclass
+class Watched:
+    """A load's time series and, for a soak, its verdicts (SOAK_COLUMNS rows)."""
+
+    rows: list[dict[str, Any]]
+    verdicts: list[dict[str, Any]]
+    sink_errors: list[str]
+
+
+def watched_load(
+    cell: Cell,
+    identity: CellIdentity,
+    serving: ServingSettings,
+    serve_batch: Callable[[int], float],
+    policy: BatchingPolicy,
+    slowest_batch_s: float,
+    new_tokens: int | None,
+    tools: Instruments,
+) -> tuple[LoadResult, Watched]:
+    """Run the cell's load (its soak, or its one server load) under the monitor; the load and its series."""
+    from bench.analysis.soak import soak_verdicts
+    from bench.harness.serve import live_path
+    from bench.measure.monitor import LiveFile, Monitor, SystemProbe, throttle_limits
+
+    counters = LiveCounters()
+    clock = RealClock()
+    live = LiveFile(live_path(identity.run_id, cell.cell_id))
+    sinks: list[Any] = [live]
+    exporter = None
+    if serving.metrics_port is not None:
+        from bench.serving.metrics import MetricsExporter
+
+        labels = {"model": f"{cell.spec.name}-{cell.size}", "pipeline": cell.pipeline.text,
+                  "device": identity.device_name, "cell": str(cell.cell_id)}  # fmt: skip
+        exporter = MetricsExporter(serving.metrics_port, labels)
+        sinks.append(exporter)
+    monitor = Monitor(
+        counters, SystemProbe(tools.device, tools.nvml), on_row=sinks, clock=clock.now, start_s=0.0
+    )
+    monitor.start()
+    try:
+        length = serving.soak_s if serving.soak_s is not None else serving.duration_s
+        if cell.target_qps is not None:
+            spec = LoadSpec(cell.target_qps, length, serving.seed, policy, serving.slo_p99_ms, new_tokens,
+                            slowest_batch_s=slowest_batch_s)  # fmt: skip
+            load = run_threaded_load(spec, serve_batch, counters, clock=clock)
+        else:
+            load = closed_loop(
+                length, cell.batch_size, serve_batch, slowest_batch_s, counters, clock, new_tokens
+            )
+    finally:
+        rows = monitor.stop()
+        live.close()
+        if exporter is not None:
+            with suppress(Exception):
+                exporter.close()
+    verdicts: list[dict[str, Any]] = []
+    if serving.soak_s is not None:
+        temp_limit, power_limit = throttle_limits(tools.nvml)
+        verdicts = soak_verdicts(
+            rows, warmup_s=load.window.warmup_s, temp_limit_c=temp_limit, power_limit_w=power_limit
+        )
+    return load, Watched(rows, verdicts, list(monitor.errors))
+
+
+def closed_loop(
+    duration_s: float,
+    batch_size: int,
+    serve_batch: Callable[[int], float],
+    slowest_batch_s: float,
+    counters: LiveCounters,
+    clock: RealClock,
+    new_tokens: int | None,
+) -> LoadResult:
+    """Single-stream for ``duration_s``: the next call starts as the last ends; each call is one request."""
+    window = LoadWindow(warmup_of(duration_s), duration_s, grace_of(duration_s, slowest_batch_s))
+    source = ClosedLoopSource(clock, window.end_s)
+    records = serve(source, lambda n: serve_batch(batch_size) - clock.start, clock, BatchingPolicy(1, 0.0),
+                    window, counters)  # fmt: skip
+    spec = LoadSpec(0.0, duration_s, 0, BatchingPolicy(1, 0.0), new_tokens=new_tokens,
+                    slowest_batch_s=slowest_batch_s, warmup_s=window.warmup_s)  # fmt: skip
+    return result_of(spec, window, records)
