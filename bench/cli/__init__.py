@@ -15,12 +15,12 @@ import re
 import sys
 from typing import Any, NoReturn
 
-from bench.cli import analysis, hardware, run
+from bench.cli import analysis, export, hardware, run
 from bench.core.errors import EXIT_ENVIRONMENT, EXIT_USAGE, EnvironmentProblem, UsageError
 from bench.core.text import did_you_mean
 
 #: command groups, in the order `python -m bench` lists them
-GROUPS = (run, analysis, hardware)
+GROUPS = (run, analysis, hardware, export)
 
 
 class Parser(argparse.ArgumentParser):
