@@ -299,11 +299,6 @@ class RunConfig:
             raise ConfigError(f"--max-batch must be from 1 to {MAX_COUNT} (got {self.max_batch})")
         if not 0 <= self.max_queue_delay_ms < math.inf:
             raise ConfigError(f"--max-queue-delay-ms must be >= 0 (got {self.max_queue_delay_ms})")
-        if self.slo_p99_ms is not None:
-            if not 0 < self.slo_p99_ms < math.inf:
-                raise ConfigError(f"--slo-p99-ms must be a positive number of ms (got {self.slo_p99_ms})")
-            if not server:
-                raise ConfigError("--slo-p99-ms needs --scenario server (or --find-peak)")
         if self.find_peak:
             if not server:
                 raise ConfigError("--find-peak needs --scenario server")
@@ -313,7 +308,12 @@ class RunConfig:
                 raise ConfigError("--find-peak searches the rate itself: leave out --target-qps")
             if self.soak_s is not None:
                 raise ConfigError("--find-peak and --soak are separate runs: find the peak, then soak at it")
-        elif server and self.target_qps is None:
+        if self.slo_p99_ms is not None:
+            if not 0 < self.slo_p99_ms < math.inf:
+                raise ConfigError(f"--slo-p99-ms must be a positive number of ms (got {self.slo_p99_ms})")
+            if not server:
+                raise ConfigError("--slo-p99-ms needs --scenario server (with --target-qps or --find-peak)")
+        if server and not self.find_peak and self.target_qps is None:
             raise ConfigError("--scenario server needs --target-qps RATES or --find-peak with --slo-p99-ms")
         if self.soak_s is not None:
             if not 0 < self.soak_s <= MAX_DURATION_S:
