@@ -23,8 +23,14 @@ from typing import Any
 
 import pandas as pd
 
-KEY: tuple[str, ...] = ("model", "size", "pipeline", "runtime", "device_name", "batch_size", "precision")
-LOOSE_KEY: tuple[str, ...] = ("model", "size", "pipeline", "device_name", "batch_size", "workload")
+KEY: tuple[str, ...] = (
+    "model", "size", "pipeline", "runtime", "device_name", "batch_size", "precision", "scenario", "target_qps",
+)  # fmt: skip
+LOOSE_KEY: tuple[str, ...] = (
+    "model", "size", "pipeline", "device_name", "batch_size", "workload", "scenario", "target_qps",
+)  # fmt: skip
+#: what a row without a scenario (written before schema 6) ran: one call at a time
+DEFAULT_SCENARIO = "single-stream"
 #: what one timed call of each workload depends on besides the cell's key: two rows are compared only
 #: when these agree (the harness fills them for ok cells of that workload only)
 WORKLOAD_SETTINGS: dict[str, tuple[str, ...]] = {
@@ -67,10 +73,21 @@ def _value(row: Any, column: str) -> Any:
     return int(number) if number.is_integer() else number
 
 
+def scenario_of(row: Any) -> str:
+    """The row's scenario; empty (a run from before schema 6) reads as single-stream."""
+    value = row["scenario"] if "scenario" in row.index else None
+    return DEFAULT_SCENARIO if value is None or pd.isna(value) else str(value)
+
+
 def _key_of(row: pd.Series, cols: tuple[str, ...]) -> Key:
-    return tuple(
-        (workload_of(row) if c == "workload" else None if pd.isna(row[c]) else _value(row, c)) for c in cols
-    )
+    def one(c: str) -> Any:
+        if c == "workload":
+            return workload_of(row)
+        if c == "scenario":
+            return scenario_of(row)
+        return None if c not in row.index or pd.isna(row[c]) else _value(row, c)
+
+    return tuple(one(c) for c in cols)
 
 
 def settings_of(row: pd.Series) -> dict[str, Any]:
