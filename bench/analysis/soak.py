@@ -215,19 +215,22 @@ def soak_verdicts(
     warmup_s: float = WARMUP_S,
     temp_limit_c: float = math.nan,
     power_limit_w: float = math.nan,
+    end_s: float = math.inf,
 ) -> list[dict[str, Any]]:
     """One row per check (``CHECKS``, in that order) with SOAK_COLUMNS' fields except cell_id.
 
-    ``rows`` are the time series (TIMESERIES_COLUMNS; missing columns read as NaN);
+    ``rows`` are the time series (TIMESERIES_COLUMNS; missing columns read as NaN), judged
+    from ``warmup_s`` to ``end_s`` (when the load's last request may arrive: the seconds
+    after it, while the server drains, have a falling rate that is no drift);
     ``temp_limit_c`` and ``power_limit_w`` are the GPU's slowdown temperature and
     enforced power limit (NaN where unknown: on CPU, or without NVML).
     """
-    if warmup_s < 0:
-        raise ValueError(f"warmup_s must be >= 0, got {warmup_s}")
+    if warmup_s < 0 or not end_s > warmup_s:
+        raise ValueError(f"need 0 <= warmup_s < end_s, got {warmup_s} and {end_s}")
     frame = pd.DataFrame(rows) if not isinstance(rows, pd.DataFrame) else rows
     frame = frame.sort_values("t_s") if "t_s" in frame.columns else frame
     t_all = _column(frame, "t_s")
-    after = t_all >= warmup_s  # t_s counts from the soak's start; NaN times fall out here
+    after = (t_all >= warmup_s) & (t_all <= end_s)  # t_s counts from the soak's start; NaN times fall out
     series = {name: _column(frame, name)[after] for name in _SERIES}
     t = t_all[after]
     context = f"after the {warmup_s:g} s warm-up"

@@ -222,6 +222,20 @@ def test_the_warm_up_is_left_out() -> None:
         soak_verdicts(rows, warmup_s=-1.0)
 
 
+def test_the_drain_after_the_load_is_left_out() -> None:
+    """After the last arrival the server drains and the rate falls to 0: not a drift when end_s says so."""
+    rows = series(n=660, seed=10)
+    for row in rows:
+        if row["t_s"] > 600:
+            row["achieved_qps"] = 0.0
+    assert float(by_check(rows)["throughput_drift"]["estimate"]) < -100  # the drain drags the fit down
+    judged = by_check(rows, end_s=600.0)["throughput_drift"]
+    assert judged["verdict"] == "none" and abs(float(judged["estimate"])) < 30  # type: ignore[arg-type]
+    assert "over 556 s" in str(judged["evidence"])  # block centres from 39.5 s to 595 s: nothing after 600
+    with pytest.raises(ValueError):
+        soak_verdicts(rows, warmup_s=30.0, end_s=30.0)
+
+
 def test_trend_needs_enough_blocks_and_covers_a_known_slope() -> None:
     t = np.arange(0, MIN_BLOCKS * 20 - 20, dtype=float)
     assert trend(t, t) is None
