@@ -132,8 +132,10 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Handler]:
         help="server: how long the oldest queued request waits for others to join its batch (default: 0, Triton's)",
     )  # fmt: skip
     srv.add_argument(
-        "--slo-p99-ms", type=float, help="server: p99 latency target; rows get goodput_qps and slo_met"
-    )
+        "--slo-p99-ms", metavar="MS|Nx",
+        help="server: p99 latency target in ms, or Nx: N times the cell's own warm batch-1 latency; rows get "
+        "goodput_qps and slo_met",
+    )  # fmt: skip
     srv.add_argument(
         "--find-peak", action="store_true", default=None,
         help="server: search the highest rate whose p99 meets --slo-p99-ms (peak_qps; every probe in probes.csv)",
@@ -234,7 +236,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         console.print(f"[yellow]{busy}[/]")
     console.print(
         f"[bold]genbench[/] run {run_id}: {len(cells)} cells on {device} "
-        f"({len(specs)} models x {len(pipelines)} pipelines x {len(config.batch_sizes)} batch sizes"
+        f"({len(specs)} models x {len(pipelines)} pipelines x {_third_axis(config)}"
         f"{f' x {config.repeats} repeats' if config.repeats > 1 else ''}; {torch.get_num_threads()} threads, "
         f"isolation {config.isolation}) -> {out_dir}"
     )
@@ -344,6 +346,20 @@ def _watched_run(
         console.print(table)
     console.print(f"{len(cells)} cells in {time.perf_counter() - started:.0f} s; tables in {out_dir}")
     return 0
+
+
+def _third_axis(config: RunConfig) -> str:
+    """What multiplies models x pipelines: batch sizes, or a server run's rates or peak search."""
+    if config.scenario == "server":
+        if config.find_peak:
+            return (
+                f"a peak search at p99 <= {config.slo_p99_ms or f'{config.slo_x:g}x batch-1'} ms-equivalent"
+            )
+        rates = config.target_qps or ()
+        return (
+            f"{len(rates)} rates ({', '.join(f'{q:g}' for q in rates)} qps), batches up to {config.max_batch}"
+        )
+    return f"{len(config.batch_sizes)} batch sizes"
 
 
 def offline_lines(frame: Any) -> list[str]:

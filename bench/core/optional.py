@@ -21,7 +21,8 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "matplotlib": ("matplotlib", "report"),
     "pynvml": ("nvidia-ml-py", "gpu"),
     "tensorrt": ("tensorrt", "tensorrt"),
-    "torchao": ("torchao", ""),
+    "torchao": ("torchao", "ao"),
+    "prometheus_client": ("prometheus-client", "serve"),
 }
 
 _CHECKOUT = (Path(__file__).resolve().parents[2] / "pyproject.toml").is_file()

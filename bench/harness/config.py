@@ -128,6 +128,7 @@ class ServingSettings:
     max_queue_delay_ms: float
     slo_p99_ms: float | None
     find_peak: bool
+    slo_x: float | None
     soak_s: float | None
     metrics_port: int | None
     seed: int
@@ -187,6 +188,7 @@ class RunConfig:
         0.0  # server: how long the oldest request may wait for others (Triton's default)
     )
     slo_p99_ms: float | None = None  # server: the p99 latency target (goodput; --find-peak's criterion)
+    slo_x: float | None = None  # server: the target as a multiple of the cell's warm batch-1 latency (`3x`)
     find_peak: bool = False  # server: search the highest rate whose p99 meets the SLO
     soak_s: float | None = None  # run the scenario this long, recording a time series once per second
     metrics_port: int | None = None  # serve live values as Prometheus metrics on this port
@@ -302,12 +304,19 @@ class RunConfig:
         if self.find_peak:
             if not server:
                 raise ConfigError("--find-peak needs --scenario server")
-            if self.slo_p99_ms is None:
+            if self.slo_p99_ms is None and self.slo_x is None:
                 raise ConfigError("--find-peak needs --slo-p99-ms: the p99 latency the peak must meet")
             if self.target_qps is not None:
                 raise ConfigError("--find-peak searches the rate itself: leave out --target-qps")
             if self.soak_s is not None:
                 raise ConfigError("--find-peak and --soak are separate runs: find the peak, then soak at it")
+        if self.slo_x is not None:
+            if not 0 < self.slo_x < math.inf:
+                raise ConfigError(f"--slo-p99-ms {self.slo_x}x: the multiple must be positive")
+            if self.slo_p99_ms is not None:
+                raise ConfigError("give --slo-p99-ms as milliseconds or as a multiple (3x), not both")
+            if not server:
+                raise ConfigError("--slo-p99-ms needs --scenario server (with --target-qps or --find-peak)")
         if self.slo_p99_ms is not None:
             if not 0 < self.slo_p99_ms < math.inf:
                 raise ConfigError(f"--slo-p99-ms must be a positive number of ms (got {self.slo_p99_ms})")
@@ -358,6 +367,7 @@ class RunConfig:
             max_batch=self.max_batch,
             max_queue_delay_ms=float(self.max_queue_delay_ms),
             slo_p99_ms=None if self.slo_p99_ms is None else float(self.slo_p99_ms),
+            slo_x=None if self.slo_x is None else float(self.slo_x),
             find_peak=self.find_peak,
             soak_s=None if self.soak_s is None else float(self.soak_s),
             metrics_port=self.metrics_port,
@@ -431,6 +441,7 @@ class RunConfig:
             "max_batch": (int,),
             "max_queue_delay_ms": (int, float),
             "slo_p99_ms": (int, float, type(None)),
+            "slo_x": (int, float, type(None)),
             "find_peak": (bool,),
             "soak_s": (int, float, type(None)),
             "metrics_port": (int, type(None)),
@@ -479,6 +490,13 @@ def _coerce(name: str, value: Any) -> Any:
             raise ConfigError(f"{name} must be numbers, got {value!r}") from None
     if name == "soak_s" and isinstance(value, str):
         return parse_duration(value)
+    if name == "slo_p99_ms" and isinstance(value, str) and not value.strip().lower().endswith("x"):
+        try:
+            return float(value)
+        except ValueError:
+            raise ConfigError(
+                f"--slo-p99-ms takes milliseconds (250) or a multiple of the cell's batch-1 latency (3x), got {value!r}"
+            ) from None
     return value
 
 
@@ -539,6 +557,12 @@ def build_config(file_values: dict[str, Any], overrides: dict[str, Any]) -> RunC
         raise ConfigError(f"unknown config key(s) {', '.join(unknown)}; keys: {', '.join(FLAG_FIELDS)}")
     merged = {k: _coerce(k, v) for k, v in file_values.items()}
     merged.update({k: _coerce(k, v) for k, v in overrides.items() if v is not None})
+    slo = merged.get("slo_p99_ms")
+    if isinstance(slo, str) and slo.strip().lower().endswith("x"):  # `3x`: a multiple, resolved per cell
+        merged["slo_x"] = _coerce("slo_p99_ms", slo.strip()[:-1])
+        del merged["slo_p99_ms"]
+    elif slo is not None:
+        merged["slo_p99_ms"] = _coerce("slo_p99_ms", slo)
     if merged.get("scenario") == "offline" and "batch_sizes" not in merged:
         merged["batch_sizes"] = (
             OFFLINE_BATCH_SIZES  # the search's bounds when --batch-sizes does not set them

@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -265,6 +265,8 @@ def measure_server_cell(
         built = build(cell, references, tools, settings, workdir)
         server = built.serve
         primed = server.prime(prime_sizes(cell.batch_size))
+        if serving.slo_x is not None:  # `--slo-p99-ms 3x`: this cell's own batch-1 latency, times 3
+            serving = replace(serving, slo_p99_ms=serving.slo_x * primed[1] * 1e3)
         watch = GpuWatch(tools.nvml, tools.synchronize)
         meter = ContentionMeter(
             torch.get_num_threads(),

@@ -47,7 +47,7 @@ def watched_load(
     tools: Instruments,
 ) -> tuple[LoadResult, Watched]:
     """Run the cell's load (its soak, or its one server load) under the monitor; the load and its series."""
-    from bench.analysis.soak import soak_verdicts
+    from bench.analysis.soak import WARMUP_S, soak_verdicts
     from bench.harness.serve import live_path
     from bench.measure.monitor import LiveFile, Monitor, SystemProbe, throttle_limits
 
@@ -86,9 +86,11 @@ def watched_load(
     verdicts: list[dict[str, Any]] = []
     if serving.soak_s is not None:
         temp_limit, power_limit = throttle_limits(tools.nvml)
+        # the checks' own warm-up (30 s) when longer than the load's; the drain after the last arrival left out
         verdicts = soak_verdicts(
-            rows, warmup_s=load.window.warmup_s, temp_limit_c=temp_limit, power_limit_w=power_limit
-        )
+            rows, warmup_s=max(WARMUP_S, load.window.warmup_s), temp_limit_c=temp_limit,
+            power_limit_w=power_limit, end_s=load.window.end_s,
+        )  # fmt: skip
     return load, Watched(rows, verdicts, list(monitor.errors))
 
 

@@ -59,12 +59,8 @@ class Probe(Protocol):
 
 # ------------------------------------------------------------------ the machine
 def _nvml_call(nvml: Nvml | None, method: str, fallback: Callable[[Any, Any], float]) -> float:
-    """A reading through the ``Nvml`` wrapper's ``method`` where it has one, else through pynvml directly.
-
-    ``Nvml`` reads what a cell needs (power, clocks, this process's memory); a soak also
-    wants the device's utilization and used memory. Until the wrapper offers them the
-    fallback calls pynvml with the wrapper's own module and handle.
-    """
+    """A reading through the ``Nvml`` wrapper's ``method``; a stand-in without it (a test's) goes through
+    pynvml directly with the wrapper's module and handle."""
     if nvml is None:
         return NAN
     try:

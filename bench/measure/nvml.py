@@ -83,6 +83,27 @@ class Nvml:
             ),
         )
 
+    def utilization_pct(self) -> float:
+        """The share of the last sample period in which a kernel ran (NVML's GPU utilization), in %."""
+        return _or_nan(lambda: self._nvml.nvmlDeviceGetUtilizationRates(self._handle).gpu)
+
+    def memory_used_mb(self) -> float:
+        """Device memory in use by every process (NVML's view, not only torch's allocator)."""
+        return _or_nan(lambda: self._nvml.nvmlDeviceGetMemoryInfo(self._handle).used / 2**20)
+
+    def slowdown_temp_c(self) -> float:
+        """The temperature at which the GPU starts slowing its clocks (a soak's throttling check)."""
+        nvml = self._nvml
+        return _or_nan(
+            lambda: nvml.nvmlDeviceGetTemperatureThreshold(
+                self._handle, nvml.NVML_TEMPERATURE_THRESHOLD_SLOWDOWN
+            )
+        )
+
+    def power_limit_w(self) -> float:
+        """The power limit the driver enforces now, in W."""
+        return _or_nan(lambda: self._nvml.nvmlDeviceGetEnforcedPowerLimit(self._handle) / 1000.0)
+
     def compute_processes(self) -> list[Any]:
         """NVML's compute processes on this GPU (each with ``pid`` and ``usedGpuMemory``); raises where refused."""
         return list(self._nvml.nvmlDeviceGetComputeRunningProcesses(self._handle))

@@ -468,8 +468,25 @@ def _label_stack(ax: Any, top: Any, label: str, renderer: Any) -> None:
     text.set_in_layout(False)
 
 
+def soak_tables(runs: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every run's timeseries.csv and soak.csv, tagged with the cells' run_id (cell ids repeat across runs)."""
+    out: dict[str, pd.DataFrame] = {}
+    for name in ("timeseries.csv", "soak.csv"):
+        frames = [
+            run.table(name).merge(run.cells[["cell_id", "run_id"]], on="cell_id", how="left")
+            for run in runs
+            if (run.path / name).is_file()
+        ]
+        out[name] = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    return out["timeseries.csv"], out["soak.csv"]
+
+
 def add_figures(report: Report) -> None:
-    """Draw each section's figures from its cells (only for HTML: Markdown has no images)."""
+    """Draw each section's figures from its cells (only for HTML: Markdown has no images); a soak's
+    time series get figures of their own."""
+    from bench.render.timeseries_plots import soak_figures
+
+    timeseries, soak = soak_tables(report.runs)
     for section in report.sections:
         group, item, model = section.cells, section.item, section.cells["model"].iloc[0]
         figures: list[tuple[str, bytes | None]] = []
@@ -509,3 +526,5 @@ def add_figures(report: Report) -> None:
                 )
             )
         section.figures += [(caption, png) for caption, png in figures if png is not None]
+        if not timeseries.empty:
+            section.figures += soak_figures(section.cells, timeseries, soak)
