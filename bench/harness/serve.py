@@ -53,6 +53,8 @@ from bench.serving.server import BatchingPolicy
 from bench.serving.stats import ServingMetrics
 from optimizers.registry import PassContext
 
+#: timed calls per batch size when priming (their median is the size's service time)
+PRIME_CALLS = 3
 #: the peak search starts at this share of the capacity the priming calls imply (a load just below it)
 START_SHARE = 0.7
 
@@ -101,12 +103,13 @@ class BatchServer:
         return math.nan  # a forward call has no first token
 
     def prime(self, sizes: list[int]) -> dict[int, float]:
-        """Seconds of one warm call per batch size (each size is called once before, for its first-call cost)."""
+        """Seconds of a warm call per batch size: the median of 3, after one call that pays its first-call cost
+        (one timed call was seen 2.4x off on the 2-core Xeon, which misplaced the peak search's start)."""
         timer = HostTimer(synchronize=self.tools.synchronize)
         times = {}
         for n in sizes:
             self(n)
-            times[n] = timer.measure(lambda n=n: self(n)) / 1e3
+            times[n] = float(np.median([timer.measure(lambda n=n: self(n)) for _ in range(PRIME_CALLS)])) / 1e3
         return times
 
 
