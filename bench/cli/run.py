@@ -190,6 +190,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         specs = resolve_models(config.models, config.custom_models, config.weights, check_size=config.size)
         pipelines = resolve_pipelines(config.pipelines, device)
+        if config.soak_s is not None and config.pipelines is not None and "fp32" not in config.pipelines:
+            # a soak watches the pipelines asked for over time: no fp32 baseline cell of the same length
+            pipelines = [p for p in pipelines if p.text != "fp32"] or pipelines
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     workload = config.workload_settings(device.is_cuda)
@@ -258,6 +261,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                             f"  [dim]left out of the {workload} models' defaults: {text} ({why})[/]"
                         )
     started = time.perf_counter()
+    terminate_as_interrupt()
     if config.soak_s is not None or config.metrics_port is not None:
         return _watched_run(config, device, writer, run_id, cells, console, out_dir, started)
     with cell_progress(console, len(cells)) as progress:
@@ -372,6 +376,20 @@ def offline_lines(frame: Any) -> list[str]:
             f"{row.throughput_items_s:.4g} {row.item}/s"
         )
     return lines
+
+
+def terminate_as_interrupt() -> None:
+    """SIGTERM (``kill``, a CI job's timeout, a scheduler) ends the run as Ctrl-C does: the executor kills the
+    running cell's worker and the finished rows stay. Python's default for SIGTERM is to exit at once,
+    which left the worker (in its own session) serving on alone, holding its --metrics-port."""
+    import signal
+    import threading
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, interrupt)
 
 
 def new_run_id(kind: str) -> str:

@@ -105,7 +105,9 @@ def closed_loop(
 ) -> LoadResult:
     """Single-stream for ``duration_s``: the next call starts as the last ends; each call is one request."""
     window = LoadWindow(warmup_of(duration_s), duration_s, grace_of(duration_s, slowest_batch_s))
-    source = ClosedLoopSource(clock, window.end_s)
+    # calls at the primed full-batch time, at most a million (56 MB of log) before the log doubles
+    expected = min(int(window.end_s / max(slowest_batch_s, 1e-6)), 1_000_000)
+    source = ClosedLoopSource(clock, window.end_s, expected)
     records = serve(source, lambda n: serve_batch(batch_size) - clock.start, clock, BatchingPolicy(1, 0.0),
                     window, counters)  # fmt: skip
     spec = LoadSpec(0.0, duration_s, 0, BatchingPolicy(1, 0.0), new_tokens=new_tokens,

@@ -3,7 +3,7 @@
 The serving loop (``bench.serving.server``) asks a ``RequestSource`` for the next request with a
 deadline and times batches on a ``Clock``. ``ThreadedSource`` is the real thing: a load-generator
 thread sleeps until each scheduled arrival and puts the request in a queue, apart from the serving
-thread, so a server that is busy cannot delay the arrivals it will be charged for.
+loop, so a server that is busy cannot delay the arrivals it will be charged for.
 ``SimulatedSource`` delivers the same schedule on a ``VirtualClock`` that a simulated model advances
 by its service time: the same loop, deterministic and instant, which is how the tests check
 queueing, batching limits and the peak search against a server whose capacity is known.
@@ -47,6 +47,10 @@ class RequestSource(Protocol):
 
     def pending(self) -> list[Request]:
         """Requests issued but never taken (the server stopped first): dropped."""
+        ...
+
+    def capacity(self) -> int:
+        """How many requests it issues at most (a closed loop: an estimate; the log grows past it)."""
         ...
 
 
@@ -99,6 +103,9 @@ class SimulatedSource:
 
     def exhausted(self) -> bool:
         return self.next >= len(self.arrivals)
+
+    def capacity(self) -> int:
+        return len(self.arrivals)
 
     def pending(self) -> list[Request]:
         # what has arrived by now but was never taken; later arrivals were never issued, so they are dropped too
@@ -157,6 +164,9 @@ class ThreadedSource:
     def exhausted(self) -> bool:
         return self.issued >= len(self.arrivals) and self.queue.empty()
 
+    def capacity(self) -> int:
+        return len(self.arrivals)
+
     def pending(self) -> list[Request]:
         left: list[Request] = []
         while True:
@@ -178,9 +188,10 @@ class ClosedLoopSource:
     soak; its latency is then the call's own time (arrival = issue = when the last call ended).
     """
 
-    def __init__(self, clock: Clock, end_s: float) -> None:
+    def __init__(self, clock: Clock, end_s: float, expected: int = 1024) -> None:
         self.clock = clock
         self.end_s = end_s
+        self.expected = expected  # calls the loop expects to make (the log is sized for 1.5x)
         self.next = 0
 
     def get(self, deadline_s: float) -> Request | None:
@@ -196,3 +207,6 @@ class ClosedLoopSource:
 
     def pending(self) -> list[Request]:
         return []
+
+    def capacity(self) -> int:
+        return int(1.5 * self.expected) + 16

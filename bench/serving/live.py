@@ -9,7 +9,6 @@ far shorter than a model call.
 from __future__ import annotations
 
 import threading
-from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,20 +40,26 @@ class Window:
 
 
 class LiveCounters:
-    """Thread-safe running record of a serving run; times are the server clock's seconds."""
+    """Thread-safe running record of a serving run; times are the server clock's seconds.
 
-    def __init__(self) -> None:
+    The recent completions live in a ring of fixed arrays, allocated and written through at
+    creation, so a soak's RSS does not grow with its request count (see
+    ``bench.serving.server.RequestLog``).
+    """
+
+    def __init__(self, kept: int = MAX_KEPT) -> None:
         self._lock = threading.Lock()
-        self._recent: deque[Completion] = deque(maxlen=MAX_KEPT)
+        self._ring = np.full((kept, 4), np.nan)  # done at, latency, queue, batch size
+        self._next = 0  # completions ever recorded: the ring's write position is this mod its size
         self._new: list[Completion] = []
         self.completed_total = 0
         self.dropped_total = 0
 
     def completed(self, done_at_s: float, latency_s: float, queue_s: float, batch_size: int) -> None:
-        record = Completion(done_at_s, latency_s, queue_s, batch_size)
         with self._lock:
-            self._recent.append(record)
-            self._new.append(record)
+            self._ring[self._next % len(self._ring)] = (done_at_s, latency_s, queue_s, batch_size)
+            self._next += 1
+            self._new.append(Completion(done_at_s, latency_s, queue_s, batch_size))
             self.completed_total += 1
 
     def dropped(self, count: int = 1) -> None:
@@ -70,16 +75,17 @@ class LiveCounters:
     def window(self, now_s: float, seconds: float) -> Window:
         """Rate and percentiles of the completions in ``(now_s - seconds, now_s]``."""
         with self._lock:
-            inside = [c for c in self._recent if now_s - seconds < c.done_at_s <= now_s]
-        if not inside:
+            done = self._ring[:, 0]
+            inside = self._ring[(done > now_s - seconds) & (done <= now_s)]
+        if len(inside) == 0:
             nan = float("nan")
             return Window(seconds, 0, 0.0, nan, nan, nan)
-        latencies = np.array([c.latency_s for c in inside]) * 1e3
+        latencies = inside[:, 1] * 1e3
         return Window(
             seconds=seconds,
             completed=len(inside),
             qps=len(inside) / seconds,
             latency_ms_p50=float(np.percentile(latencies, 50)),
             latency_ms_p99=float(np.percentile(latencies, 99)),
-            mean_batch=float(np.mean([c.batch_size for c in inside])),
+            mean_batch=float(np.mean(inside[:, 3])),
         )

@@ -1,4 +1,4 @@
-"""The dynamically batching server: requests queue, and are served in batches in one serving thread.
+"""The dynamically batching server: requests queue, and are served in batches by one serving loop.
 
 Batching follows Triton's dynamic batcher: a batch starts with the oldest queued request and
 takes whatever else is queued, up to ``max_batch``; when fewer are queued it waits for more until
@@ -19,7 +19,9 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bench.serving.clock import Clock, RequestSource
+import numpy as np
+
+from bench.serving.clock import Clock, Request, RequestSource
 from bench.serving.live import LiveCounters
 
 NAN = math.nan
@@ -81,6 +83,53 @@ class RequestRecord:
 ServeBatch = Callable[[int], float]
 
 
+class RequestLog:
+    """Every request's times in arrays allocated, and written through, before the load starts.
+
+    A soak's leak check reads the process's RSS: a record object per request (about 0.3 KB each)
+    made the harness's own bookkeeping grow with the load. Measured on unet small int8 at 30
+    requests/s for 10 minutes on the 2-core Xeon: +10.7 MB, which the check called a 68.7 MB/h
+    leak. Arrays of known size, filled at creation (Linux commits pages when first written), keep
+    the RSS flat; a closed loop, whose request count is only estimated, doubles them when full.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.size = 0
+        capacity = max(1, capacity)
+        self.times = np.full((capacity, 5), NAN)  # arrival, issued, start, end, first token
+        self.batch = np.full((capacity, 2), -1, dtype=np.int64)  # batch id, batch size
+        self.seen = np.zeros(capacity, dtype=bool)
+
+    def _grow(self, needed: int) -> None:
+        capacity = max(2 * len(self.times), needed)
+        times, batch, seen = self.times, self.batch, self.seen
+        self.times = np.full((capacity, 5), NAN)
+        self.batch = np.full((capacity, 2), -1, dtype=np.int64)
+        self.seen = np.zeros(capacity, dtype=bool)
+        self.times[: len(times)], self.batch[: len(batch)], self.seen[: len(seen)] = times, batch, seen
+
+    def put(
+        self, request: Request, start: float, end: float, first_token: float, batch_id: int, size: int
+    ) -> None:
+        i = request.request_id
+        if i >= len(self.times):
+            self._grow(i + 1)
+        self.times[i] = (request.arrival_s, request.issued_s, start, end, first_token)
+        self.batch[i] = (batch_id, size)
+        self.seen[i] = True
+        self.size = max(self.size, i + 1)
+
+    def records(self, warmup_s: float) -> list[RequestRecord]:
+        """The requests as records, in id order (built after the load, when memory no longer matters)."""
+        out = []
+        for i in np.flatnonzero(self.seen[: self.size]):
+            arrival, issued, start, end, first = (float(x) for x in self.times[i])
+            batch_id, size = (int(x) for x in self.batch[i])
+            out.append(RequestRecord(int(i), arrival, issued, start, end, first, batch_id, max(size, 0),
+                                     warmup=arrival < warmup_s))  # fmt: skip
+        return out
+
+
 def serve(
     source: RequestSource,
     serve_batch: ServeBatch,
@@ -94,7 +143,7 @@ def serve(
     ``counters`` (the monitor's and the Prometheus exporter's view) hears of each completion as it
     happens, in server-clock seconds.
     """
-    records: list[RequestRecord] = []
+    log = RequestLog(source.capacity())
     batch_id = 0
     while clock.now() < window.hard_stop_s:
         first = source.get(window.hard_stop_s)
@@ -111,33 +160,20 @@ def serve(
         start = clock.now()
         first_token = serve_batch(len(batch))
         end = clock.now()
+        late = end > window.hard_stop_s  # finished after the grace period: counted as dropped
         for request in batch:
-            record = RequestRecord(
-                request.request_id, request.arrival_s, request.issued_s, start, end, first_token, batch_id,
-                len(batch), warmup=request.arrival_s < window.warmup_s,
-            )  # fmt: skip
-            if end > window.hard_stop_s:  # finished after the grace period: counted as dropped
-                record.end_s = NAN
-            records.append(record)
+            log.put(request, start, NAN if late else end, first_token, batch_id, len(batch))
             if counters is not None:
-                if record.completed:
-                    counters.completed(end, end - request.arrival_s, start - request.arrival_s, len(batch))
-                else:
+                if late:
                     counters.dropped()
+                else:
+                    counters.completed(end, end - request.arrival_s, start - request.arrival_s, len(batch))
         batch_id += 1
     for request in source.pending():
-        records.append(
-            RequestRecord(
-                request.request_id,
-                request.arrival_s,
-                request.issued_s,
-                warmup=request.arrival_s < window.warmup_s,
-            )
-        )
+        log.put(request, NAN, NAN, NAN, -1, -1)
         if counters is not None:
             counters.dropped()
-    records.sort(key=lambda r: r.request_id)
-    return records
+    return log.records(window.warmup_s)
 
 
 def warmup_of(duration_s: float) -> float:

@@ -150,3 +150,38 @@ def test_a_generate_model_is_served_with_ttft_and_tpot(tmp_path: Path) -> None:
     requests = run.table("requests.csv")
     done = requests[requests["end_s"].notna()]
     assert (done["first_token_s"] <= done["end_s"]).all() and (done["first_token_s"] >= done["start_s"]).all()
+
+
+def _answers(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def test_sigterm_ends_the_run_and_its_worker(tmp_path: Path) -> None:
+    """kill (SIGTERM) on the run ends the cell's worker too: its Prometheus port is freed, not left serving."""
+    import signal
+    import subprocess
+    import sys
+
+    port = _free_port()
+    argv = [sys.executable, "-m", "bench", "run", "--size", "tiny", "--models", "dcgan", "--pipelines", "fp32",
+            "--scenario", "server", "--target-qps", "20", "--duration", "60", "--metrics-port", str(port),
+            "--out", str(tmp_path / "r")]  # fmt: skip
+    run = subprocess.Popen(argv, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not _answers(port) and time.monotonic() < deadline and run.poll() is None:
+            time.sleep(0.2)
+        assert _answers(port), "the worker never served its metrics"
+        run.send_signal(signal.SIGTERM)
+        assert run.wait(timeout=60) == 130
+        deadline = time.monotonic() + 15
+        while _answers(port) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not _answers(port), "the worker outlived the run"
+    finally:
+        if run.poll() is None:
+            run.kill()

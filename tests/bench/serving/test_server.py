@@ -166,3 +166,20 @@ def test_a_model_failure_in_the_serving_thread_reaches_the_caller() -> None:
 def test_bad_batching_is_refused(batch: int, delay: float) -> None:
     with pytest.raises(ValueError):
         BatchingPolicy(batch, delay)
+
+
+def test_the_request_log_is_allocated_up_front_and_grows_only_when_a_closed_loop_outruns_it() -> None:
+    from bench.serving.clock import Request
+    from bench.serving.server import RequestLog
+
+    log = RequestLog(4)
+    before = log.times.nbytes
+    for i in range(4):
+        log.put(Request(i, 0.1 * i, 0.1 * i), 1.0, 2.0, math.nan, 0, 4)
+    assert log.times.nbytes == before  # a known schedule never reallocates
+    log.put(Request(9, 0.9, 0.9), 3.0, 4.0, math.nan, 1, 1)  # a closed loop past its estimate
+    assert len(log.times) >= 10
+    records = log.records(warmup_s=0.15)
+    assert [r.request_id for r in records] == [0, 1, 2, 3, 9]  # ids never put are not invented
+    assert [r.warmup for r in records] == [True, True, False, False, False]
+    assert records[-1].end_s == 4.0 and records[-1].batch_size == 1
