@@ -109,7 +109,9 @@ class BatchServer:
         times = {}
         for n in sizes:
             self(n)
-            times[n] = float(np.median([timer.measure(lambda n=n: self(n)) for _ in range(PRIME_CALLS)])) / 1e3
+            times[n] = (
+                float(np.median([timer.measure(lambda n=n: self(n)) for _ in range(PRIME_CALLS)])) / 1e3
+            )
         return times
 
 

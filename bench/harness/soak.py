@@ -86,11 +86,13 @@ def watched_load(
     verdicts: list[dict[str, Any]] = []
     if serving.soak_s is not None:
         temp_limit, power_limit = throttle_limits(tools.nvml)
-        # the checks' own warm-up (30 s) when longer than the load's; the drain after the last arrival left out
+        # the checks' own warm-up (30 s) when longer than the load's and shorter than the soak; the drain
+        # after the last arrival left out
+        window = load.window
+        warmup = max(WARMUP_S, window.warmup_s) if WARMUP_S < window.end_s else window.warmup_s
         verdicts = soak_verdicts(
-            rows, warmup_s=max(WARMUP_S, load.window.warmup_s), temp_limit_c=temp_limit,
-            power_limit_w=power_limit, end_s=load.window.end_s,
-        )  # fmt: skip
+            rows, warmup_s=warmup, temp_limit_c=temp_limit, power_limit_w=power_limit, end_s=window.end_s
+        )
     return load, Watched(rows, verdicts, list(monitor.errors))
 
 

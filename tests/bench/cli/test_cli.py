@@ -56,10 +56,10 @@ def test_cuda_without_a_gpu_is_one_line(capsys) -> None:
 
 def test_config_file_unknown_key(tmp_path, capsys) -> None:
     cfg = tmp_path / "run.toml"
-    cfg.write_text('models = ["dcgan"]\nbatch = 4\n')
+    cfg.write_text('models = ["dcgan"]\nbatch-size = 4\n')
     assert main(["run", "--config", str(cfg)]) == 2
     err = capsys.readouterr().err
-    assert "unknown key 'batch'" in err and "did you mean batch-sizes?" in err
+    assert "unknown key 'batch-size'" in err and "did you mean batch-sizes?" in err
 
 
 def test_config_file_not_toml(tmp_path, capsys) -> None:
@@ -315,16 +315,20 @@ def test_the_readme_run_file_is_complete_and_loads(tmp_path) -> None:
     from bench.harness.config import FLAG_FIELDS, build_config, load_toml
 
     readme = (Path(__file__).resolve().parents[3] / "README.md").read_text(encoding="utf-8")
-    section = readme.split("### A run file", 1)[1]
-    block = section.split("```toml", 1)[1].split("```", 1)[0]
-    cfg = tmp_path / "run.toml"
-    cfg.write_text(block)
-    values = load_toml(cfg)
-    keys = {
-        line.split("=", 1)[0].strip()
-        for line in block.splitlines()
-        if "=" in line and not line.startswith("#")
-    }
-    assert keys == set(FLAG_FIELDS), "the README's run file names every option a run file takes"
-    config = build_config(values, {})
-    assert config.models == ("dcgan", "unet") and config.batch_sizes == (1, 8)
+    section = readme.split("### A run file", 1)[1].split("\n## ", 1)[0]
+    blocks = [part.split("```", 1)[0] for part in section.split("```toml")[1:]]
+    assert len(blocks) == 2, "a matrix run file and a serving run file"
+    keys: set[str] = set()
+    configs = []
+    for i, block in enumerate(blocks):
+        cfg = tmp_path / f"run{i}.toml"
+        cfg.write_text(block)
+        configs.append(build_config(load_toml(cfg), {}))  # each loads as it stands
+        keys |= {
+            line.split("=", 1)[0].strip()
+            for line in block.splitlines()
+            if "=" in line and not line.startswith("#")
+        }
+    assert keys == set(FLAG_FIELDS), "the README's run files name every option a run file takes"
+    assert configs[0].models == ("dcgan", "unet") and configs[0].batch_sizes == (1, 8)
+    assert configs[1].scenario == "server" and configs[1].soak_s == 600.0
