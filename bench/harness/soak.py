@@ -89,7 +89,7 @@ def watched_load(
         # the checks' own warm-up (30 s) when longer than the load's and shorter than the soak; the drain
         # after the last arrival left out
         window = load.window
-        warmup = max(WARMUP_S, window.warmup_s) if WARMUP_S < window.end_s else window.warmup_s
+        warmup = max(WARMUP_S, window.warmup_s) if window.end_s > WARMUP_S else window.warmup_s
         verdicts = soak_verdicts(
             rows, warmup_s=warmup, temp_limit_c=temp_limit, power_limit_w=power_limit, end_s=window.end_s
         )
