@@ -90,31 +90,9 @@ def measure_cell(
     """The cell's result with every measured part; an exception for a cell that failed (the executor maps it)."""
     ref = references.get(cell)
     device = tools.device
-    ctx = PassContext(
-        device=device,
-        example_inputs=ref.inputs,
-        calibration=references.calibration(cell),
-        workdir=workdir,
-        batch_sizes=settings.batch_sizes,
-        cache_key=f"{cell.spec.name}-{cell.size}-{cell.pipeline.text}",
-    )
     with PeakRSS() as rss:
-        t0 = time.perf_counter()
-        artifact, last_eager = apply_pipeline(
-            cell, TorchArtifact(module=references.device_copy(ref.module)), ctx
-        )
-        tools.synchronize()
-        build_s = time.perf_counter() - t0
-        work, work_note = count_work(cell, last_eager, artifact.precision, ref.inputs, device.torch_name)
-        params = sum(p.numel() for p in last_eager.module.parameters())
-        model_bytes = stored_bytes_of(artifact)
-        # The device peak from here on is what running the optimized model needs: its weights,
-        # activations and workspace, not the build's intermediate copies (nor the torch model an
-        # exported pipeline started from).
-        del last_eager
-        release_device_cache(device)
-        reset_device_peak(device)
-        runtime = load(artifact, device)
+        built = build_forward(cell, ref, references, tools, settings.batch_sizes, workdir)
+        artifact, runtime, work = built.artifact, built.runtime, built.work
         prepared = runtime.prepare(ref.inputs)
         first_output: list[Any] = []
         first_call_ms = HostTimer(synchronize=tools.synchronize).measure(
@@ -133,7 +111,7 @@ def measure_cell(
         cell.batch_size, latency.p50, work.gflops_per_item, artifact.precision, tools.peak
     )
     through_torch = runtime.allocates_through_torch  # else its memory is nvml_process_mem_mb's
-    notes = [*artifact.notes, f"stop={sampled.stop_reason}", *([work_note] if work_note else [])]
+    notes = [*artifact.notes, f"stop={sampled.stop_reason}", *([built.work_note] if built.work_note else [])]
     if energy is not None:
         notes.append(energy.note())
     if contention.contended:
@@ -147,7 +125,12 @@ def measure_cell(
         identity=identity,
         outcome=CellOutcome("ok", notes="; ".join(notes)),
         build=BuildResult(
-            runtime.runtime_name, artifact.precision, build_s, first_call_ms, params, model_bytes
+            runtime.runtime_name,
+            artifact.precision,
+            built.build_s,
+            first_call_ms,
+            built.params,
+            built.model_bytes,
         ),
         latency=latency,
         contention=contention,
@@ -160,6 +143,57 @@ def measure_cell(
         energy=energy,
         samples_ms=tuple(sampled.latencies_ms),
     )
+
+
+@dataclass(frozen=True)
+class BuiltForward:
+    """A forward pipeline built and loaded: what its row says of the build, and the runtime to call."""
+
+    artifact: Artifact
+    runtime: LoadedModel
+    build_s: float
+    work: WorkPerItem
+    work_note: str | None
+    params: int
+    model_bytes: int | None
+
+
+def build_forward(
+    cell: Cell,
+    ref: Reference,
+    references: References,
+    tools: Instruments,
+    batch_sizes: tuple[int, ...],
+    workdir: Path,
+) -> BuiltForward:
+    """Build the cell's pipeline on a device copy of the fp32 model (timed), count its work, and load it.
+
+    The device peak is reset between build and load: from there on it is what running the
+    optimized model needs (its weights, activations and workspace), not the build's
+    intermediate copies (nor the torch model an exported pipeline started from). A forward
+    cell and a server cell build alike.
+    """
+    device = tools.device
+    ctx = PassContext(
+        device=device,
+        example_inputs=ref.inputs,
+        calibration=references.calibration(cell),
+        workdir=workdir,
+        batch_sizes=batch_sizes,
+        cache_key=f"{cell.spec.name}-{cell.size}-{cell.pipeline.text}",
+    )
+    t0 = time.perf_counter()
+    artifact, last_eager = apply_pipeline(cell, TorchArtifact(module=references.device_copy(ref.module)), ctx)
+    tools.synchronize()
+    build_s = time.perf_counter() - t0
+    work, work_note = count_work(cell, last_eager, artifact.precision, ref.inputs, device.torch_name)
+    params = sum(p.numel() for p in last_eager.module.parameters())
+    model_bytes = stored_bytes_of(artifact)
+    del last_eager
+    release_device_cache(device)
+    reset_device_peak(device)
+    runtime = load(artifact, device)
+    return BuiltForward(artifact, runtime, build_s, work, work_note, params, model_bytes)
 
 
 @dataclass(frozen=True)

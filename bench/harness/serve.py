@@ -32,7 +32,7 @@ import torch
 
 from bench.core.artifact import TorchArtifact
 from bench.core.errors import NotApplicable
-from bench.harness.cell import CellSettings, Instruments, apply_pipeline, count_work, stored_bytes_of
+from bench.harness.cell import CellSettings, Instruments, apply_pipeline, build_forward
 from bench.harness.config import ServingSettings, WorkloadSettings
 from bench.harness.plan import Cell
 from bench.harness.reference import References
@@ -46,7 +46,7 @@ from bench.measure.gpu_watch import GpuWatch
 from bench.measure.memory import Footprint, PeakRSS, release_device_cache, reset_device_peak
 from bench.measure.stats import LatencyStats
 from bench.measure.work import WorkPerItem
-from bench.runtimes import LoadedModel, load
+from bench.runtimes import LoadedModel
 from bench.serving.load import LoadResult, LoadSpec, run_threaded_load
 from bench.serving.peak import find_peak, probe_duration
 from bench.serving.server import BatchingPolicy
@@ -138,25 +138,8 @@ def _build_forward(
 ) -> Built:
     """Build the pipeline as a forward cell does; fidelity on the reference batch (at --max-batch)."""
     ref = references.get(cell)
-    device = tools.device
-    ctx = PassContext(
-        device=device,
-        example_inputs=ref.inputs,
-        calibration=references.calibration(cell),
-        workdir=workdir,
-        batch_sizes=tuple(sorted({1, cell.batch_size})),
-        cache_key=f"{cell.spec.name}-{cell.size}-{cell.pipeline.text}",
-    )
-    t0 = time.perf_counter()
-    artifact, last_eager = apply_pipeline(cell, TorchArtifact(module=references.device_copy(ref.module)), ctx)
-    tools.synchronize()
-    build_s = time.perf_counter() - t0
-    work, work_note = count_work(cell, last_eager, artifact.precision, ref.inputs, device.torch_name)
-    params = sum(p.numel() for p in last_eager.module.parameters())
-    del last_eager
-    release_device_cache(device)
-    reset_device_peak(device)
-    runtime = load(artifact, device)
+    built = build_forward(cell, ref, references, tools, tuple(sorted({1, cell.batch_size})), workdir)
+    artifact, runtime = built.artifact, built.runtime
     first: list[Any] = []
     first_call_ms = HostTimer(synchronize=tools.synchronize).measure(
         lambda: first.append(runtime.to_torch(runtime.run(runtime.prepare(ref.inputs))))
@@ -164,8 +147,8 @@ def _build_forward(
     fidelity = compare_outputs(ref.output, first.pop(), settings.min_psnr_db)
     return Built(
         BatchServer(runtime, ref.inputs, cell.batch_size, tools), runtime.runtime_name, artifact.precision,
-        build_s, first_call_ms, params, stored_bytes_of(artifact), work, fidelity,
-        runtime.allocates_through_torch, (*artifact.notes, *([work_note] if work_note else [])),
+        built.build_s, first_call_ms, built.params, built.model_bytes, built.work, fidelity,
+        runtime.allocates_through_torch, (*artifact.notes, *([built.work_note] if built.work_note else [])),
     )  # fmt: skip
 
 
