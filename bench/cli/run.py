@@ -344,6 +344,7 @@ def _watched_run(
     except KeyboardInterrupt:
         if following:
             following["stop"].set()
+            following["path"].unlink(missing_ok=True)
         console.print(f"[yellow]interrupted: {len(writer.rows)} finished cells kept in {out_dir}[/]")
         return EXIT_INTERRUPTED
     for table in summary_tables(writer.frame()):

@@ -77,6 +77,9 @@ OFFLINE_BATCH_SIZES: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64)
 #: the highest rate a run offers: one Python load generator issues about 20,000 requests/s (measured on a
 #: 2-core Xeon with a no-op model); far above that a schedule would only fill memory with requests never issued
 MAX_TARGET_QPS = 100_000.0
+#: the most requests one cell's load may schedule: each is ~116 bytes of the worker's reply (requests.csv),
+#: and the reply is capped at 256 MiB (bench.harness.isolation.MAX_REPLY_BYTES)
+MAX_REQUESTS_PER_CELL = 2_000_000
 #: the longest load, soak or probe a run accepts: a week, in seconds
 MAX_DURATION_S = 7 * 24 * 3600.0
 ISOLATIONS: tuple[str, ...] = ("process", "none")
@@ -292,6 +295,14 @@ class RunConfig:
                 raise ConfigError(
                     f"--target-qps {max(self.target_qps):g} is beyond what the load generator can issue "
                     f"(at most {MAX_TARGET_QPS:g}; about 20,000 requests/s is its measured limit)"
+                )
+        if self.target_qps:
+            length = self.soak_s if self.soak_s is not None else self.duration_s
+            expected = max(self.target_qps) * length
+            if expected > MAX_REQUESTS_PER_CELL:
+                raise ConfigError(
+                    f"--target-qps {max(self.target_qps):g} for {length:g} s is {expected:,.0f} requests, more than "
+                    f"a cell records ({MAX_REQUESTS_PER_CELL:,}): shorten the load or lower the rate"
                 )
         if not 0 < self.duration_s <= MAX_DURATION_S:
             raise ConfigError(
@@ -563,10 +574,9 @@ def build_config(file_values: dict[str, Any], overrides: dict[str, Any]) -> RunC
         del merged["slo_p99_ms"]
     elif slo is not None:
         merged["slo_p99_ms"] = _coerce("slo_p99_ms", slo)
-    if merged.get("scenario") == "offline" and "batch_sizes" not in merged:
-        merged["batch_sizes"] = (
-            OFFLINE_BATCH_SIZES  # the search's bounds when --batch-sizes does not set them
-        )
+    if merged.get("scenario") == "offline":
+        # the search's bounds when --batch-sizes does not set them; smallest first, as the search climbs
+        merged["batch_sizes"] = tuple(sorted(merged.get("batch_sizes", OFFLINE_BATCH_SIZES)))
     if merged.get("scenario") == "server" and "batch_sizes" in merged:
         raise ConfigError(
             "--batch-sizes does not apply to --scenario server: its batches form up to --max-batch"

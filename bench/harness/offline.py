@@ -30,20 +30,22 @@ class OfflineSearch:
     """Follows each model x pipeline's rows as they land: which larger batches to skip, and the best."""
 
     def __init__(self) -> None:
-        self.stopped: dict[Group, str] = {}
+        self.stopped: dict[Group, tuple[int, str]] = {}  # batches above this size are skipped, and why
         self.best: dict[Group, tuple[int, float]] = {}
         self.last: dict[Group, float] = {}
         self.falls: dict[Group, int] = {}
 
     def skip_reason(self, cell: Cell) -> str | None:
-        return self.stopped.get(group_of(cell))
+        stop = self.stopped.get(group_of(cell))
+        return stop[1] if stop is not None and cell.batch_size > stop[0] else None
 
     def observe(self, cell: Cell, row: dict[str, Any]) -> None:
         group = group_of(cell)
         status = row.get("status")
         if status == "oom":
             self.stopped[group] = (
-                f"offline search: batch {cell.batch_size} did not fit, so larger ones would not"
+                cell.batch_size,
+                f"offline search: batch {cell.batch_size} did not fit, so larger ones would not",
             )
             return
         items_s = row.get("throughput_items_s")
@@ -58,8 +60,9 @@ class OfflineSearch:
         if self.falls[group] >= FALLS_TO_STOP:
             size, rate = self.best[group]
             self.stopped[group] = (
+                cell.batch_size,
                 f"offline search: items/s fell at {FALLS_TO_STOP} batch sizes in a row up to {cell.batch_size} "
-                f"(best: batch {size}, {rate:.3g} items/s)"
+                f"(best: batch {size}, {rate:.3g} items/s)",
             )
 
     def best_batch(self, row: dict[str, Any]) -> int | None:

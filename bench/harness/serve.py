@@ -55,6 +55,8 @@ from optimizers.registry import PassContext
 
 #: timed calls per batch size when priming (their median is the size's service time)
 PRIME_CALLS = 3
+#: the most requests a cell sends back (~116 bytes each in the worker's reply, capped at 256 MiB)
+MAX_KEPT_REQUESTS = 1_500_000
 #: the peak search starts at this share of the capacity the priming calls imply (a load just below it)
 START_SHARE = 0.7
 
@@ -286,8 +288,14 @@ def measure_server_cell(
     if served.peak_qps is not None:
         more["peak_qps"] = served.peak_qps
         more["probes"] = len(loads)
+    kept = list(enumerate(loads))
+    if sum(len(load.records) for load in loads) > MAX_KEPT_REQUESTS:  # a long search at high rates
+        kept = [(i, load) for i, load in kept if load is served.chosen]
+        notes.append(
+            f"requests.csv keeps the row's probe only: the {len(loads)} probes held over {MAX_KEPT_REQUESTS:,}"
+        )
     tables: Tables = {
-        "requests.csv": tuple(r for i, load in enumerate(loads) for r in _request_rows(load, i)),
+        "requests.csv": tuple(r for i, load in kept for r in _request_rows(load, i)),
         "probes.csv": tuple({"probe": i, **load.stats.row()} for i, load in enumerate(loads)),
     }
     if served.watched is not None:
@@ -298,7 +306,9 @@ def measure_server_cell(
             more["soak_s"] = serving.soak_s
             more["soak_verdicts"] = "; ".join(f"{v['check']}: {v['verdict']}" for v in watched.verdicts)
         notes.extend(f"monitor sink dropped: {error}" for error in watched.sink_errors)
-    items_per_request = built.new_tokens or 1  # a generate request's items are its tokens
+    # a generate request's items are its tokens; a single-stream soak's request is a call at the cell's batch
+    closed_loop = cell.target_qps is None and not serving.find_peak
+    items_per_request = (built.new_tokens or 1) * (cell.batch_size if closed_loop else 1)
     rate = stats.achieved_qps * items_per_request
     throughput = Throughput.of(1, 1e3 / rate if rate > 0 else math.inf, built.work.gflops_per_item,
                                built.precision, tools.peak)  # fmt: skip
@@ -401,6 +411,8 @@ def request_latency(load: LoadResult) -> LatencyStats:
     )
     if len(done) == 0:
         nan = math.nan
+        if stats.requests == 0:  # nothing measured (a load shorter than its warm-up): no latency at all
+            return LatencyStats(0, nan, nan, nan, nan, nan, nan, nan, nan)
         return LatencyStats(stats.requests, math.inf, math.inf, math.inf, nan, nan, nan, nan, nan)
     return LatencyStats(
         n=stats.requests,

@@ -13,7 +13,7 @@ load ends, the series is checked for drift, memory growth and throttling
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import suppress
+from contextlib import ExitStack, suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,21 +53,22 @@ def watched_load(
 
     counters = LiveCounters()
     clock = RealClock()
-    live = LiveFile(live_path(identity.run_id, cell.cell_id))
-    sinks: list[Any] = [live]
-    exporter = None
-    if serving.metrics_port is not None:
-        from bench.serving.metrics import MetricsExporter
+    with ExitStack() as closing:  # the port and the live file are released whatever fails, and where
+        live = LiveFile(live_path(identity.run_id, cell.cell_id))
+        closing.callback(live.close)
+        sinks: list[Any] = [live]
+        if serving.metrics_port is not None:
+            from bench.serving.metrics import MetricsExporter
 
-        labels = {"model": f"{cell.spec.name}-{cell.size}", "pipeline": cell.pipeline.text,
-                  "device": identity.device_name, "cell": str(cell.cell_id)}  # fmt: skip
-        exporter = MetricsExporter(serving.metrics_port, labels)
-        sinks.append(exporter)
-    monitor = Monitor(
-        counters, SystemProbe(tools.device, tools.nvml), on_row=sinks, clock=clock.now, start_s=0.0
-    )
-    monitor.start()
-    try:
+            labels = {"model": f"{cell.spec.name}-{cell.size}", "pipeline": cell.pipeline.text,
+                      "device": identity.device_name, "cell": str(cell.cell_id)}  # fmt: skip
+            exporter = MetricsExporter(serving.metrics_port, labels)
+            closing.callback(lambda: suppress_errors(exporter.close))
+            sinks.append(exporter)
+        probe = SystemProbe(tools.device, tools.nvml)
+        monitor = Monitor(counters, probe, on_row=sinks, clock=clock.now, start_s=0.0)
+        monitor.start()
+        closing.callback(monitor.stop)
         length = serving.soak_s if serving.soak_s is not None else serving.duration_s
         if cell.target_qps is not None:
             spec = LoadSpec(cell.target_qps, length, serving.seed, policy, serving.slo_p99_ms, new_tokens,
@@ -77,12 +78,9 @@ def watched_load(
             load = closed_loop(
                 length, cell.batch_size, serve_batch, slowest_batch_s, counters, clock, new_tokens
             )
-    finally:
-        rows = monitor.stop()
-        live.close()
-        if exporter is not None:
-            with suppress(Exception):
-                exporter.close()
+        monitor.stop()
+        monitor.tick()  # one last row, with the drops the hard stop counted, before the sinks close
+        rows = list(monitor.rows)
     verdicts: list[dict[str, Any]] = []
     if serving.soak_s is not None:
         temp_limit, power_limit = throttle_limits(tools.nvml)
@@ -94,6 +92,12 @@ def watched_load(
             rows, warmup_s=warmup, temp_limit_c=temp_limit, power_limit_w=power_limit, end_s=window.end_s
         )
     return load, Watched(rows, verdicts, list(monitor.errors))
+
+
+def suppress_errors(close: Callable[[], Any]) -> None:
+    """Close a sink at the end of a load; a failing close must not replace the load's own outcome."""
+    with suppress(Exception):
+        close()
 
 
 def closed_loop(
@@ -114,4 +118,7 @@ def closed_loop(
                     window, counters)  # fmt: skip
     spec = LoadSpec(0.0, duration_s, 0, BatchingPolicy(1, 0.0), new_tokens=new_tokens,
                     slowest_batch_s=slowest_batch_s, warmup_s=window.warmup_s)  # fmt: skip
+    for record in records:  # each request was one call at the cell's batch size
+        if record.batch_size:
+            record.batch_size = batch_size
     return result_of(spec, window, records)

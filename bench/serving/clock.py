@@ -135,7 +135,8 @@ class ThreadedSource:
 
     def close(self) -> None:
         self.stop.set()
-        self.thread.join(timeout=5)
+        if self.thread.is_alive():
+            self.thread.join(timeout=5)
 
     def _generate(self) -> None:
         for i, arrival in enumerate(self.arrivals):
@@ -168,6 +169,7 @@ class ThreadedSource:
         return len(self.arrivals)
 
     def pending(self) -> list[Request]:
+        self.close()  # the generator stops first: a request put while the queue drains would be lost
         left: list[Request] = []
         while True:
             try:

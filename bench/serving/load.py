@@ -45,7 +45,9 @@ class LoadResult:
 
 
 def result_of(spec: LoadSpec, window: LoadWindow, records: list[RequestRecord]) -> LoadResult:
-    stats = summarize_load(records, spec.target_qps, window, spec.slo_p99_ms, spec.new_tokens)
+    stats = summarize_load(
+        records, spec.target_qps, window, spec.slo_p99_ms, spec.new_tokens, spec.slowest_batch_s
+    )
     return LoadResult(spec, window, records, stats)
 
 

@@ -24,6 +24,9 @@ from bench.serving.stats import ProbeStats
 
 MIN_PROBE_REQUESTS = 200
 DEFAULT_MAX_PROBES = 10
+#: a probe is never shorter than this many expected arrivals, whatever the cap: a slow model's probe at a
+#: low rate measured a handful of requests, and a p99 of none failed it
+MIN_CONCLUSIVE_REQUESTS = 20
 MAX_PROBE_FACTOR = 4.0
 #: the search gives up below this fraction of its first guess: no load meets the SLO
 FLOOR_FRACTION = 1 / 64
@@ -35,7 +38,8 @@ CEILING_QPS = 20_000.0
 
 def probe_duration(qps: float, duration_s: float) -> float:
     """Seconds a probe at ``qps`` is measured for (see the module's docstring)."""
-    return min(max(duration_s, MIN_PROBE_REQUESTS / qps), MAX_PROBE_FACTOR * duration_s)
+    cap = max(MAX_PROBE_FACTOR * duration_s, MIN_CONCLUSIVE_REQUESTS / qps)
+    return min(max(duration_s, MIN_PROBE_REQUESTS / qps), cap)
 
 
 @dataclass(frozen=True)

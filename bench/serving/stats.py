@@ -3,13 +3,14 @@
 Percentiles are nearest-rank over the measured requests (those scheduled after the warm-up),
 with a dropped request counted as infinitely late: a server that dropped 2% of its requests has
 an infinite p99, not the p99 of the ones it chose to finish. ``achieved_qps`` is the measured
-requests completed over the measured window, or over the time from its start to the last of them
-finishing when that is longer: a server that kept up achieves the rate offered, one that fell
+requests completed over the measured window, or over the time from the first of them finishing to
+the last when that is longer: a server that kept up achieves the rate offered, one that fell
 behind about its capacity.
 
-``overloaded`` flags a load the server did not hold: it dropped requests, or achieved less than
+``overloaded`` flags a load the server did not hold: it dropped requests, or it achieved less than
 ``KEPT_UP`` of the rate actually offered (the Poisson count in the window, not the target, so
-the draw's own luck is not charged). A load that is overloaded never meets an SLO.
+the draw's own luck is not charged) and was still draining a backlog well after the last arrival
+(beyond two full batches and 5% of the load). A load that is overloaded never meets an SLO.
 """
 
 from __future__ import annotations
@@ -70,18 +71,28 @@ def summarize_load(
     window: LoadWindow,
     slo_p99_ms: float | None = None,
     new_tokens: int | None = None,
+    slowest_batch_s: float = 0.0,
 ) -> ProbeStats:
-    """The summary of one load's records (``new_tokens``: a generation's length, for TPOT)."""
+    """The summary of one load's records (``new_tokens``: a generation's length, for TPOT;
+    ``slowest_batch_s``: a full batch's service time, what a server that keeps up may take to drain)."""
     measured = [r for r in records if not r.warmup]
     done = [r for r in measured if r.completed]
     dropped = len(measured) - len(done)
     latency = np.array([(r.end_s - r.arrival_s) if r.completed else math.inf for r in measured]) * 1e3
     queue = np.array([(r.start_s - r.arrival_s) if r.completed else math.inf for r in measured]) * 1e3
-    # over the window, or longer when the last measured request finished after it (a backlog drained late)
-    span = max(window.duration_s, max((r.end_s for r in done), default=0.0) - window.warmup_s)
+    # over the window, or from the first measured completion to the last when that is longer (a backlog
+    # drained late); not from the window's start, which would charge every request's own latency as lag
+    ends = [r.end_s for r in done]
+    span = max(window.duration_s, max(ends, default=0.0) - min(ends, default=0.0))
     achieved = len(done) / span
     offered = len(measured) / window.duration_s
-    overloaded = dropped > 0 or (offered > 0 and achieved < KEPT_UP * offered)
+    # fell behind: under KEPT_UP of the rate offered, and still draining a backlog well after the last
+    # arrival (a server that keeps up finishes within about two of its batches; a few requests' own latency
+    # at a low rate is not lag)
+    last_arrival = max((r.arrival_s for r in measured), default=window.end_s)
+    drain = max(ends, default=last_arrival) - last_arrival
+    behind = achieved < KEPT_UP * offered and drain > 2 * slowest_batch_s + max(1.0, 0.05 * window.duration_s)
+    overloaded = dropped > 0 or (offered > 0 and behind)
     p99 = nearest_rank(latency, 99)
     slo_met = None if slo_p99_ms is None else bool(not overloaded and p99 <= slo_p99_ms)
     good = NAN if slo_p99_ms is None else float(np.sum(latency <= slo_p99_ms)) / window.duration_s

@@ -166,3 +166,20 @@ def test_a_failing_clean_up_is_noted_and_the_run_goes_on(run_matrix, test_passes
     frame = run_matrix(models=("dcgan",), pipelines=("fp32", "test-hog", "channels_last"), batch_sizes=(1,))
     assert list(frame["status"]) == ["ok", "oom", "ok"]  # the oom cell's clean-up raised; the run went on
     assert "clean-up after the cell failed: RuntimeError: CUDA error" in frame.iloc[1]["notes"]
+
+
+def test_offline_skips_only_batches_larger_than_the_one_that_did_not_fit() -> None:
+    from bench.harness.config import build_config
+    from bench.harness.offline import OfflineSearch
+    from bench.harness.plan import Cell
+    from optimizers.registry import parse_pipeline
+    from reference_models import MODELS
+
+    assert build_config({}, {"scenario": "offline", "batch_sizes": "16,1,4,2"}).batch_sizes == (1, 2, 4, 16)
+    search = OfflineSearch()
+    cells = {
+        b: Cell(i, MODELS["dcgan"], "tiny", parse_pipeline("fp32"), b) for i, b in enumerate((1, 2, 4, 16))
+    }
+    search.observe(cells[4], {"status": "oom"})
+    assert search.skip_reason(cells[2]) is None and search.skip_reason(cells[1]) is None
+    assert "did not fit" in (search.skip_reason(cells[16]) or "")

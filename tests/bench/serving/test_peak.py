@@ -54,7 +54,8 @@ class _Met:
 def test_probe_duration_is_long_enough_for_p99_and_bounded() -> None:
     assert probe_duration(1000.0, 30.0) == 30.0
     assert probe_duration(2.0, 30.0) == 100.0  # 200 requests at 2/s
-    assert probe_duration(0.1, 30.0) == 120.0  # capped at 4x --duration
+    assert probe_duration(0.5, 30.0) == 120.0  # capped at 4x --duration
+    assert probe_duration(0.1, 30.0) == 200.0  # but never under 20 expected arrivals
 
 
 def test_a_non_positive_start_is_refused() -> None:

@@ -183,3 +183,13 @@ def test_the_request_log_is_allocated_up_front_and_grows_only_when_a_closed_loop
     assert [r.request_id for r in records] == [0, 1, 2, 3, 9]  # ids never put are not invented
     assert [r.warmup for r in records] == [True, True, False, False, False]
     assert records[-1].end_s == 4.0 and records[-1].batch_size == 1
+
+
+def test_a_slow_server_that_keeps_up_is_not_overloaded() -> None:
+    """A 3-s batch of up to 8 (capacity 2.67/s) at 0.5/s: its own latency is not lag (a review found it was)."""
+    for seed in range(10):
+        spec = LoadSpec(
+            0.5, 10.0, seed, BatchingPolicy(8, 0.0), slo_p99_ms=1e6, slowest_batch_s=3.0, warmup_s=0.0
+        )
+        stats = run_simulated_load(spec, lambda n: 3.0).stats
+        assert stats.dropped == 0 and not stats.overloaded, seed
