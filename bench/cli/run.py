@@ -309,7 +309,7 @@ def _watched_run(
     import threading
 
     from bench.harness.runner import Runner
-    from bench.harness.serve import live_path
+    from bench.harness.soak import live_path
     from bench.render.console import summary_tables
     from bench.render.live import follow_live
 

@@ -21,7 +21,6 @@ observed over the loads, not over the build.
 from __future__ import annotations
 
 import math
-import tempfile
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -59,11 +58,6 @@ PRIME_CALLS = 3
 MAX_KEPT_REQUESTS = 1_500_000
 #: the peak search starts at this share of the capacity the priming calls imply (a load just below it)
 START_SHARE = 0.7
-
-
-def live_path(run_id: str, cell_id: int) -> Path:
-    """Where a soak's worker appends its time series as JSON lines, for the parent's live panel to tail."""
-    return Path(tempfile.gettempdir()) / f"genbench-live-{run_id}-cell{cell_id:04d}.jsonl"
 
 
 def batch_slice(inputs: tuple[Any, ...], full: int, n: int) -> tuple[Any, ...]:

@@ -12,9 +12,11 @@ load ends, the series is checked for drift, memory growth and throttling
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable
 from contextlib import ExitStack, suppress
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from bench.harness.cell import Instruments
@@ -25,6 +27,11 @@ from bench.serving.clock import ClosedLoopSource, RealClock
 from bench.serving.live import LiveCounters
 from bench.serving.load import LoadResult, LoadSpec, result_of, run_threaded_load
 from bench.serving.server import BatchingPolicy, LoadWindow, grace_of, serve, warmup_of
+
+
+def live_path(run_id: str, cell_id: int) -> Path:
+    """Where a soak's worker appends its time series as JSON lines, for the parent's live panel to tail."""
+    return Path(tempfile.gettempdir()) / f"genbench-live-{run_id}-cell{cell_id:04d}.jsonl"
 
 
 @dataclass
@@ -48,7 +55,6 @@ def watched_load(
 ) -> tuple[LoadResult, Watched]:
     """Run the cell's load (its soak, or its one server load) under the monitor; the load and its series."""
     from bench.analysis.soak import WARMUP_S, soak_verdicts
-    from bench.harness.serve import live_path
     from bench.measure.monitor import LiveFile, Monitor, SystemProbe, throttle_limits
 
     counters = LiveCounters()
