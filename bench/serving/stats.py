@@ -95,7 +95,8 @@ def summarize_load(
     overloaded = dropped > 0 or (offered > 0 and behind)
     p99 = nearest_rank(latency, 99)
     slo_met = None if slo_p99_ms is None else bool(not overloaded and p99 <= slo_p99_ms)
-    good = NAN if slo_p99_ms is None else float(np.sum(latency <= slo_p99_ms)) / window.duration_s
+    # over the same span as achieved_qps, so goodput never exceeds it
+    good = NAN if slo_p99_ms is None else float(np.sum(latency <= slo_p99_ms)) / span
     ttft = np.array([(r.first_token_s - r.arrival_s) * 1e3 for r in done if not math.isnan(r.first_token_s)])
     tpot = np.array(
         [
