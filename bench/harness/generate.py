@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -164,6 +164,67 @@ def _cache_note(lm: Any, measured: int, ws: WorkloadSettings, batch: int, elemen
     )
 
 
+@dataclass(frozen=True)
+class BuiltLM:
+    """A causal LM's pipeline built on the device, its cache set up: what a generate or server cell runs."""
+
+    artifact: TorchArtifact
+    build_s: float
+    params: int
+    element_size: int  # bytes per element of its floating-point weights: its KV cache's dtype
+
+
+def build_lm(
+    cell: Cell,
+    base: nn.Module,
+    prompt: torch.Tensor,
+    references: References,
+    tools: Instruments,
+    ws: WorkloadSettings,
+    batch_sizes: tuple[int, ...],
+    workdir: Path,
+) -> BuiltLM:
+    """Build the cell's pipeline on a device copy of ``base`` (timed), then reset the device peak.
+
+    The KV cache is set up for ``prompt``'s batch *before* the passes, so a cast casts it and
+    ``compile`` compiles the prefill with it in place; after them it is set up again (a reset, or
+    a new cache in the pipeline's dtype). Calibration batches are other seeded prompts.
+    """
+    device = tools.device
+    batch, max_len = prompt.shape[0], ws.prompt_len + ws.new_tokens
+
+    def calibration(n: int) -> Iterator[tuple[torch.Tensor, ...]]:
+        for i in range(n):
+            other = prompts(int(base.vocab_size), batch, ws.prompt_len, references.seed + 1000 + i)
+            yield (other, torch.arange(ws.prompt_len))
+
+    ctx = PassContext(
+        device=device,
+        example_inputs=(prompt, torch.arange(ws.prompt_len)),
+        calibration=calibration,
+        workdir=workdir,
+        batch_sizes=batch_sizes,
+        cache_key=f"{cell.spec.name}-{cell.size}-{cell.pipeline.text}-generate",
+    )
+    t0 = time.perf_counter()
+    start = references.device_copy(base)
+    start.setup_cache(batch, max_len, ws.kv_cache)  # before the passes: casts cast it, compile sees it
+    artifact, last_eager = apply_pipeline(cell, TorchArtifact(module=start), ctx)
+    if not isinstance(artifact, TorchArtifact):
+        raise NotApplicable(f"the generate workload runs torch models; this pipeline made {artifact.kind}")
+    artifact.module.setup_cache(
+        batch, max_len, ws.kv_cache
+    )  # a reset, or a new cache in the pipeline's dtype
+    tools.synchronize()
+    build_s = time.perf_counter() - t0
+    params = sum(p.numel() for p in last_eager.module.parameters())
+    element_size = _element_size(last_eager.module)
+    del last_eager, start
+    release_device_cache(device)
+    reset_device_peak(device)
+    return BuiltLM(artifact, build_s, params, element_size)
+
+
 def measure_generate_cell(
     cell: Cell,
     identity: CellIdentity,
@@ -179,42 +240,15 @@ def measure_generate_cell(
     device = tools.device
     base = references.base_module(cell)
     check_lm(base, cell.spec.name, ws.prompt_len, ws.new_tokens)
-    batch, max_len = cell.batch_size, ws.prompt_len + ws.new_tokens
+    batch = cell.batch_size
     prompt = prompts(int(base.vocab_size), batch, ws.prompt_len, references.seed)
     ref = references.workload_reference(cell, _variant(ws), lambda: _reference(base, references, prompt, ws))
     placed = prompt.to(device.torch_name)
 
-    def calibration(n: int) -> Iterator[tuple[torch.Tensor, ...]]:
-        for i in range(n):
-            other = prompts(int(base.vocab_size), batch, ws.prompt_len, references.seed + 1000 + i)
-            yield (other, torch.arange(ws.prompt_len))
-
-    ctx = PassContext(
-        device=device,
-        example_inputs=(prompt, torch.arange(ws.prompt_len)),
-        calibration=calibration,
-        workdir=workdir,
-        batch_sizes=settings.batch_sizes,
-        cache_key=f"{cell.spec.name}-{cell.size}-{cell.pipeline.text}-generate",
-    )
     with PeakRSS() as rss:
-        t0 = time.perf_counter()
-        start = references.device_copy(base)
-        start.setup_cache(batch, max_len, ws.kv_cache)  # before the passes: casts cast it, compile sees it
-        artifact, last_eager = apply_pipeline(cell, TorchArtifact(module=start), ctx)
-        if not isinstance(artifact, TorchArtifact):
-            raise NotApplicable(
-                f"the generate workload runs torch models; this pipeline made {artifact.kind}"
-            )
-        lm = artifact.module
-        lm.setup_cache(batch, max_len, ws.kv_cache)  # a reset, or a new cache in the pipeline's dtype
-        tools.synchronize()
-        build_s = time.perf_counter() - t0
-        params = sum(p.numel() for p in last_eager.module.parameters())
-        element_size = _element_size(last_eager.module)
-        del last_eager, start
-        release_device_cache(device)
-        reset_device_peak(device)
+        built = build_lm(cell, base, prompt, references, tools, ws, settings.batch_sizes, workdir)
+        artifact, lm, build_s, params = built.artifact, built.artifact.module, built.build_s, built.params
+        element_size = built.element_size
         first_call_ms = HostTimer(synchronize=tools.synchronize).measure(
             lambda: generate(lm, placed, ws.new_tokens, HostStepClock())
         )

@@ -29,9 +29,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench.core.artifact import TorchArtifact
 from bench.core.errors import NotApplicable
-from bench.harness.cell import CellSettings, Instruments, apply_pipeline, build_forward
+from bench.harness.cell import CellSettings, Instruments, build_forward
 from bench.harness.config import ServingSettings, WorkloadSettings
 from bench.harness.plan import Cell
 from bench.harness.reference import References
@@ -42,7 +41,7 @@ from bench.measure.contention import ContentionMeter, gpu_process_reader
 from bench.measure.fidelity import Fidelity, compare_outputs
 from bench.measure.generation import GenerationMetrics
 from bench.measure.gpu_watch import GpuWatch
-from bench.measure.memory import Footprint, PeakRSS, release_device_cache, reset_device_peak
+from bench.measure.memory import Footprint, PeakRSS
 from bench.measure.stats import LatencyStats
 from bench.measure.work import WorkPerItem
 from bench.runtimes import LoadedModel
@@ -50,7 +49,6 @@ from bench.serving.load import LoadResult, LoadSpec, run_threaded_load
 from bench.serving.peak import find_peak, probe_duration
 from bench.serving.server import BatchingPolicy
 from bench.serving.stats import ServingMetrics
-from optimizers.registry import PassContext
 
 #: timed calls per batch size when priming (their median is the size's service time)
 PRIME_CALLS = 3
@@ -181,7 +179,7 @@ def _build_generate(
     cell: Cell, references: References, tools: Instruments, settings: CellSettings, workdir: Path
 ) -> Built:
     """Build a causal LM's pipeline as a generate cell does (the cache set up before the passes)."""
-    from bench.harness.generate import check_lm, prompts
+    from bench.harness.generate import build_lm, check_lm, prompts
 
     ws = settings.workload
     if ws is None:
@@ -190,26 +188,8 @@ def _build_generate(
     base = references.base_module(cell)
     check_lm(base, cell.spec.name, ws.prompt_len, ws.new_tokens)
     prompt = prompts(int(base.vocab_size), cell.batch_size, ws.prompt_len, references.seed)
-    ctx = PassContext(
-        device=device,
-        example_inputs=(prompt, torch.arange(ws.prompt_len)),
-        calibration=lambda n: iter(()),
-        workdir=workdir,
-        batch_sizes=tuple(sorted({1, cell.batch_size})),
-        cache_key=f"{cell.spec.name}-{cell.size}-{cell.pipeline.text}-generate",
-    )
-    t0 = time.perf_counter()
-    start = references.device_copy(base)
-    start.setup_cache(cell.batch_size, ws.prompt_len + ws.new_tokens, ws.kv_cache)
-    artifact, last_eager = apply_pipeline(cell, TorchArtifact(module=start), ctx)
-    if not isinstance(artifact, TorchArtifact):
-        raise NotApplicable(f"the generate workload runs torch models; this pipeline made {artifact.kind}")
-    tools.synchronize()
-    build_s = time.perf_counter() - t0
-    params = sum(p.numel() for p in last_eager.module.parameters())
-    del last_eager, start
-    release_device_cache(device)
-    reset_device_peak(device)
+    built = build_lm(cell, base, prompt, references, tools, ws, tuple(sorted({1, cell.batch_size})), workdir)
+    artifact, build_s, params = built.artifact, built.build_s, built.params
     server = GenerateServer(artifact.module, prompt.to(device.torch_name), ws, tools)
     first_call_ms = HostTimer(synchronize=tools.synchronize).measure(lambda: server(cell.batch_size))
     nan = math.nan
