@@ -38,7 +38,10 @@ class Runner:
     ) -> None:
         self.writer = writer
         self.search = OfflineSearch() if config.scenario == "offline" else None
-        self.identities = Identities(run_id, device, config.isolation, config.scenario)
+        # the rows of cells the offline search skips; only an offline run makes them (a fingerprint's cost)
+        self.identities = (
+            Identities(run_id, device, config.isolation, config.scenario) if self.search is not None else None
+        )
         self.on_cell_done = on_cell_done
         self.on_cell_start = on_cell_start
         self.executor = executor or make_executor(config, device, run_id, writer.out_dir / "artifacts")
@@ -62,6 +65,7 @@ class Runner:
     def _run_one(self, cell: Cell) -> CellRecord:
         reason = self.search.skip_reason(cell) if self.search is not None else None
         if reason is not None:
+            assert self.identities is not None
             return CellResult(self.identities.of(cell), skipped(reason))
         return self.executor.run(cell)
 
