@@ -243,7 +243,7 @@ def measure_server_cell(
         contention = meter.stop()
         watch.timed_end()
     loads, stats = served.loads, served.chosen.stats
-    capacity = max(n / s for n, s in primed.items())
+    capacity = implied_capacity(primed)
     notes = [
         *built.notes,
         "primed "
@@ -304,24 +304,30 @@ def measure_server_cell(
         work=built.work,
         fidelity=built.fidelity,
         gpu=watch.observation(),
-        generation=_request_generation(stats, built, tools.device.is_cuda, cell, settings),
+        generation=_request_generation(stats, built, rate, settings),
         serving=ServingMetrics.of(stats, serving.max_queue_delay_ms, serving.slo_p99_ms, **more),
         tables=tables,
     )
 
 
+def implied_capacity(primed: dict[int, float]) -> float:
+    """Items/s the fastest primed batch size would serve back to back: where a peak search starts."""
+    return max(n / s for n, s in primed.items())
+
+
 def _request_generation(
-    stats: Any, built: Built, on_gpu: bool, cell: Cell, settings: CellSettings
+    stats: Any, built: Built, tokens_s: float, settings: CellSettings
 ) -> GenerationMetrics | None:
     """A generate server row's TTFT and TPOT: the medians over its requests, from scheduled arrival
-    (the p99s are in probes.csv); output tokens/s at the achieved rate. The rest is the generate cell's."""
+    (the p99s are in probes.csv); output tokens/s at the achieved rate (``tokens_s``). The rest is the
+    generate cell's."""
     ws = settings.workload
     if built.new_tokens is None or ws is None:
         return None
     nan = math.nan
     return GenerationMetrics(
         ws.prompt_len, ws.new_tokens, ws.kv_cache, stats.ttft_ms_p50, stats.tpot_ms_p50, nan, nan,
-        stats.latency_ms_p50, stats.achieved_qps * ws.new_tokens, nan, nan, nan, nan, nan,
+        stats.latency_ms_p50, tokens_s, nan, nan, nan, nan, nan,
     )  # fmt: skip
 
 
@@ -368,7 +374,7 @@ def _serve(
         loads.append(run_threaded_load(spec, server))
         return loads[-1].stats
 
-    capacity = max(n / s for n, s in primed.items())
+    capacity = implied_capacity(primed)
     assert serving.slo_p99_ms is not None
     result = find_peak(probe, START_SHARE * capacity)
     # the row reports the peak's own probe; with none met, the lowest rate probed
