@@ -23,7 +23,7 @@ nox.options.error_on_missing_interpreters = False
 @nox.session(python=PYTHONS)
 def tests(session: nox.Session) -> None:
     """The test suite on CPU (GPU tests skip with a reason where there is none)."""
-    session.install(TORCH, "-e", ".[onnx,prune,report,hf,ao,serve,dev]")
+    session.install(TORCH, "-e", ".[onnx,prune,report,hf,ao,serve,openvino,ray,dev]")
     session.run("pytest", *session.posargs)
 
 
