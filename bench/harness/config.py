@@ -68,6 +68,11 @@ FLAG_FIELDS: dict[str, str] = {
     "find-peak": "find_peak",
     "soak": "soak_s",
     "metrics-port": "metrics_port",
+    "ray": "ray",
+    "devices": "devices",
+    "node-label": "node_labels",
+    "ray-resource": "ray_resources",
+    "ray-retries": "ray_retries",
 }
 #: --scenario: single-stream (one call at a time: the matrix), offline (every item at once: the batch
 #: size that maximizes items/s), server (Poisson arrivals served with dynamic batching)
@@ -87,6 +92,11 @@ ISOLATIONS: tuple[str, ...] = ("process", "none")
 #: written out here so that checking a config imports no model code
 KV_CACHE_KINDS: tuple[str, ...] = ("static", "dynamic")
 SAMPLER_NAMES: tuple[str, ...] = ("ddim", "euler")
+#: --devices under --ray: the kinds of device a cluster's cells run on; Ray assigns the GPU itself, so
+#: a class is never cuda:N
+DEVICE_CLASSES: tuple[str, ...] = ("cpu", "cuda")
+#: --ray-resource NAME without an amount: a presence requirement, as Ray's accelerator_type option asks
+DEFAULT_RESOURCE_AMOUNT = 0.001
 
 
 @dataclass(frozen=True)
@@ -195,6 +205,13 @@ class RunConfig:
     find_peak: bool = False  # server: search the highest rate whose p99 meets the SLO
     soak_s: float | None = None  # run the scenario this long, recording a time series once per second
     metrics_port: int | None = None  # serve live values as Prometheus metrics on this port
+    # running across machines (bench.cluster): each cell a Ray task
+    ray: str | None = None  # the cluster: ADDRESS, auto (RAY_ADDRESS or a running cluster), local (start one)
+    devices: tuple[str, ...] | None = None  # device classes to cover, each with the full matrix (None: cuda
+    # where the cluster has GPUs, else cpu)
+    node_labels: tuple[str, ...] = ()  # KEY=VALUE[@CLASS]: a Ray label selector on the cells (of CLASS)
+    ray_resources: tuple[str, ...] = ()  # NAME[=AMOUNT][@CLASS]: a Ray custom resource the cells ask for
+    ray_retries: int = 1  # Ray retries of a cell whose task or node died (a cell that failed is a row)
 
     def __post_init__(self) -> None:
         self._check_types()
@@ -246,6 +263,7 @@ class RunConfig:
             raise ConfigError(f"--repeats must be from 1 to {MAX_COUNT} (got {self.repeats})")
         self._check_workload()
         self._check_scenario()
+        self._check_ray()
         if not math.isfinite(self.cell_timeout()):
             raise ConfigError(
                 f"--time-budget {self.time_budget_s} and --warmup {self.warmup_s} leave no finite cell timeout"
@@ -354,6 +372,49 @@ class RunConfig:
                     "--metrics-port serves a server run's or a soak's live values: add --soak or --scenario server"
                 )
 
+    def _check_ray(self) -> None:
+        """The cluster flags: only with --ray, and only with what a cell on another machine can do."""
+        if self.ray is None:
+            for flag, given in (
+                ("--devices", self.devices is not None),
+                ("--node-label", bool(self.node_labels)),
+                ("--ray-resource", bool(self.ray_resources)),
+                ("--ray-retries", self.ray_retries != 1),
+            ):
+                if given:
+                    raise ConfigError(f"{flag} places cells on a Ray cluster: add --ray ADDRESS|auto|local")
+            return
+        if not self.ray.strip():
+            raise ConfigError("--ray needs an address: host:port, ray://host:port, auto or local")
+        if self.device is not None:
+            raise ConfigError(
+                "--device picks a device of this machine; under --ray name device classes with --devices "
+                "(Ray assigns each cell its GPU)"
+            )
+        if self.isolation != "process":
+            raise ConfigError(
+                "--ray runs each cell in its own worker process on the node: drop --isolation none"
+            )
+        if self.scenario == "offline":
+            raise ConfigError(
+                "--scenario offline searches batch sizes one after another: run it without --ray"
+            )
+        if self.soak_s is not None or self.metrics_port is not None:
+            raise ConfigError(
+                "--soak and --metrics-port watch a cell live on this machine: run them without --ray"
+            )
+        if self.devices is not None:
+            if not self.devices:
+                raise ConfigError("--devices needs at least one device class: cpu, cuda")
+            for name in self.devices:
+                parse_device_class(name)
+        if not 0 <= self.ray_retries <= MAX_COUNT:
+            raise ConfigError(f"--ray-retries must be from 0 to {MAX_COUNT} (got {self.ray_retries})")
+        for text in self.node_labels:
+            parse_node_label(text)
+        for text in self.ray_resources:
+            parse_ray_resource(text)
+
     def load_seconds(self) -> float:
         """Wall seconds one cell's loads take at most (warm-up, load, grace; every probe of a search; the soak)."""
         from bench.serving.peak import MAX_PROBE_FACTOR
@@ -406,7 +467,7 @@ class RunConfig:
     @classmethod
     def from_json(cls, values: dict[str, Any]) -> RunConfig:
         """The inverse of ``to_json``: lists back into the tuples the fields hold."""
-        tuples = _TUPLE_FIELDS | _INT_TUPLE_FIELDS | _FLOAT_TUPLE_FIELDS
+        tuples = _TUPLE_FIELDS | _INT_TUPLE_FIELDS | _FLOAT_TUPLE_FIELDS | _LIST_FIELDS
         return cls(**{k: tuple(v) if k in tuples and v is not None else v for k, v in values.items()})
 
     def cell_timeout(self) -> float:
@@ -456,6 +517,8 @@ class RunConfig:
             "find_peak": (bool,),
             "soak_s": (int, float, type(None)),
             "metrics_port": (int, type(None)),
+            "ray": (str, type(None)),
+            "ray_retries": (int,),
         }
         for name, types in expected.items():
             value = getattr(self, name)
@@ -465,17 +528,87 @@ class RunConfig:
                 raise ConfigError(f"{name} must be {wanted}, got {value!r}")
 
 
+def parse_device_class(text: str) -> str:
+    """``cpu`` or ``cuda`` (any case); ConfigError in one line for anything else, ``cuda:N`` included."""
+    name = text.strip().lower()
+    if name not in DEVICE_CLASSES:
+        hint = " (Ray assigns each cell its GPU: name the class, cuda)" if name.startswith("cuda:") else ""
+        raise ConfigError(
+            f"unknown device class {text!r} in --devices; choose from {', '.join(DEVICE_CLASSES)}{hint}"
+            f"{did_you_mean(name, DEVICE_CLASSES) if not hint else ''}"
+        )
+    return name
+
+
+def _device_suffix(text: str, flag: str) -> tuple[str, str | None]:
+    """``SPEC@CLASS`` as (SPEC, CLASS); (SPEC, None) without a class: the spec applies to every class."""
+    spec, at, cls = text.strip().rpartition("@")
+    if not at:
+        return text.strip(), None
+    if not spec:
+        raise ConfigError(f"{flag} {text!r} names a device class but nothing to ask for")
+    return spec, parse_device_class(cls)
+
+
+def parse_node_label(text: str) -> tuple[str, str, str | None]:
+    """``--node-label KEY=VALUE[@CLASS]`` as (key, value, class); the value is a Ray label selector
+    value (``H100``, ``!H100``, ``in(A100,H100)``), checked by Ray itself."""
+    spec, cls = _device_suffix(text, "--node-label")
+    key, eq, value = spec.partition("=")
+    if not eq or not key.strip() or not value.strip():
+        raise ConfigError(
+            f"--node-label takes KEY=VALUE[@CLASS], e.g. ray.io/accelerator-type=H100@cuda (got {text!r})"
+        )
+    return key.strip(), value.strip(), cls
+
+
+def parse_ray_resource(text: str) -> tuple[str, float, str | None]:
+    """``--ray-resource NAME[=AMOUNT][@CLASS]`` as (name, amount, class).
+
+    The amount defaults to 0.001 (what Ray's own ``accelerator_type`` option asks): the cell needs
+    the resource to be on the node, and any number of cells may share it; give 1 to let each unit
+    of it take one cell at a time.
+    """
+    spec, cls = _device_suffix(text, "--ray-resource")
+    name, eq, amount_text = spec.partition("=")
+    name = name.strip()
+    if not name:
+        raise ConfigError(
+            f"--ray-resource takes NAME[=AMOUNT][@CLASS], e.g. accelerator_type:H100@cuda (got {text!r})"
+        )
+    if name in ("CPU", "GPU", "memory"):
+        raise ConfigError(
+            f"--ray-resource {name} is set by genbench (a CPU cell asks --threads CPUs, a cuda cell one GPU)"
+        )
+    if not eq:
+        return name, DEFAULT_RESOURCE_AMOUNT, cls
+    try:
+        amount = float(amount_text)
+    except ValueError:
+        raise ConfigError(f"--ray-resource {text!r}: the amount must be a number") from None
+    if not 0 < amount < math.inf:
+        raise ConfigError(f"--ray-resource {text!r}: the amount must be a positive number")
+    return name, amount, cls
+
+
 def _unique(items: tuple[Any, ...]) -> tuple[Any, ...]:
     """Drop repeats, keeping the first: `fp32,fp32` would run the same cell twice."""
     return tuple(dict.fromkeys(items))
 
 
-_TUPLE_FIELDS = {"models", "custom_models", "pipelines"}
+_TUPLE_FIELDS = {"models", "custom_models", "pipelines", "devices"}
+#: repeatable flags whose items may hold commas (a label selector's in(A100,H100)): never split
+_LIST_FIELDS = {"node_labels", "ray_resources"}
 _INT_TUPLE_FIELDS = {"batch_sizes"}
 _FLOAT_TUPLE_FIELDS = {"target_qps"}
 
 
 def _coerce(name: str, value: Any) -> Any:
+    if name in _LIST_FIELDS:
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, (list, tuple)) or not all(isinstance(i, str) for i in items):
+            raise ConfigError(f"{name} must be a string or a list of strings")
+        return _unique(tuple(i.strip() for i in items if i.strip()))
     if name in _TUPLE_FIELDS:
         items = value.split(",") if isinstance(value, str) else value
         if not isinstance(items, (list, tuple)) or not all(isinstance(i, str) for i in items):
