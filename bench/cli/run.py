@@ -27,6 +27,7 @@ RUN_EXAMPLES = """examples:
   python -m bench run --device cuda:1 --size base --time-budget 5
   python -m bench run --model mypkg.models:make_generator --pipelines fp32,bf16
   python -m bench run --config nightly.toml --out results/nightly   # keys: the flag names
+  python -m bench run --ray auto --devices cpu,cuda --ray-resource accelerator_type:H100@cuda
 """
 
 
@@ -149,6 +150,31 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Handler]:
         "--metrics-port", type=int, metavar="PORT",
         help="serve the live values as Prometheus metrics on this port (extra: serve)",
     )  # fmt: skip
+    ray = p.add_argument_group("running across machines (Ray; extra: ray)")
+    ray.add_argument(
+        "--ray", metavar="ADDRESS|auto|local",
+        help="run each cell as a task on a Ray cluster: its address, auto (RAY_ADDRESS or the cluster running "
+        "here) or local (start one on this machine); rows from every node land in one run folder",
+    )  # fmt: skip
+    ray.add_argument(
+        "--devices", metavar="CLASSES",
+        help="device classes to cover, each with the full matrix, e.g. cpu,cuda (default: cuda where the "
+        "cluster has GPUs, else cpu)",
+    )  # fmt: skip
+    ray.add_argument(
+        "--node-label", action="append", dest="node_labels", metavar="KEY=VALUE[@CLASS]",
+        help="run the cells (of CLASS) only on nodes with this Ray label, e.g. "
+        "ray.io/accelerator-type=H100@cuda; repeatable",
+    )  # fmt: skip
+    ray.add_argument(
+        "--ray-resource", action="append", dest="ray_resources", metavar="NAME[=AMOUNT][@CLASS]",
+        help="the cells (of CLASS) ask for this custom resource, e.g. accelerator_type:H100@cuda (default "
+        "amount 0.001: the node must have it, cells share it); repeatable",
+    )  # fmt: skip
+    ray.add_argument(
+        "--ray-retries", type=int,
+        help="times Ray reruns a cell whose worker or node died before its row is an error (default: 1)",
+    )  # fmt: skip
 
     lst = sub.add_parser(
         "list",
@@ -175,6 +201,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 
 def cmd_run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
+    if config.ray is not None:
+        return _ray_run(config)
     device = device_from_flag(config.device)
 
     import torch
@@ -195,17 +223,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             pipelines = [p for p in pipelines if p.text != "fp32"] or pipelines
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    workload = config.workload_settings(device.is_cuda)
-    for spec in specs:
-        if config.size not in spec.sizes and len(spec.sizes) > 1:
-            raise UsageError(f"model {spec.name!r} has no size {config.size!r}")
-        context = spec.context_length(config.size) if spec.context_length is not None else None
-        wanted = workload.prompt_len + workload.new_tokens
-        if spec.workload == "generate" and context is not None and wanted > context:
-            raise UsageError(
-                f"--prompt-len {workload.prompt_len} + --new-tokens {workload.new_tokens} = {wanted} tokens "
-                f"exceed {spec.name}'s context of {context}"
-            )
+    _check_models(specs, config, device.is_cuda)
 
     if config.threads is not None:
         torch.set_num_threads(config.threads)  # here for --isolation none; each worker sets its own
@@ -287,6 +305,129 @@ def cmd_run(args: argparse.Namespace) -> int:
     console.print(
         f"{len(cells)} cells in {time.perf_counter() - started:.0f} s "
         f"({', '.join(f'{v} {k}' for k, v in counts.items())}); tables in {out_dir}"
+    )
+    return 0
+
+
+def _check_models(specs: list[Any], config: RunConfig, on_gpu: bool) -> None:
+    """Every model has the size asked for, and a generation fits its context (lengths differ by device)."""
+    workload = config.workload_settings(on_gpu)
+    for spec in specs:
+        if config.size not in spec.sizes and len(spec.sizes) > 1:
+            raise UsageError(f"model {spec.name!r} has no size {config.size!r}")
+        context = spec.context_length(config.size) if spec.context_length is not None else None
+        wanted = workload.prompt_len + workload.new_tokens
+        if spec.workload == "generate" and context is not None and wanted > context:
+            raise UsageError(
+                f"--prompt-len {workload.prompt_len} + --new-tokens {workload.new_tokens} = {wanted} tokens "
+                f"exceed {spec.name}'s context of {context}"
+            )
+
+
+def _ray_run(config: RunConfig) -> int:
+    """``run --ray``: every cell a task on the cluster (bench.cluster), every row in one run folder here.
+
+    Each device class is planned on a node of it and gets the full matrix; the cells are numbered
+    across classes; env.json lists the cluster and, as each node reports, that node's environment
+    (``runs``, as a merged run lists its sources).
+    """
+    import socket
+    from dataclasses import replace
+
+    from bench.cluster.driver import RayExecutor, connect, plan_classes
+    from bench.core.device import Device
+    from bench.harness.plan import at_rates, plan_cells, resolve_models
+    from bench.harness.runner import Runner
+    from bench.render.console import cell_progress, make_console, summary_tables
+    from bench.results.writer import ResultWriter
+    from optimizers.registry import parse_pipeline
+
+    try:
+        specs = resolve_models(config.models, config.custom_models, config.weights, check_size=config.size)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    session = connect(config.ray or "")
+    try:
+        plans = plan_classes(session, config)
+        cells: list[Any] = []
+        plan_of: dict[int, Any] = {}
+        batch_sizes = (config.max_batch,) if config.scenario == "server" else config.batch_sizes
+        for plan in plans:
+            _check_models(specs, plan.config, plan.device == "cuda")
+            try:
+                pipelines = [parse_pipeline(text) for text in plan.pipelines]
+            except ValueError as exc:
+                raise UsageError(f"{plan.device} pipelines planned on {plan.planned_on}: {exc}") from None
+            own = plan_cells(
+                specs, config.size, pipelines, batch_sizes, config.repeats, config.pipelines is None,
+                plan.device == "cuda",
+            )  # fmt: skip
+            for cell in at_rates(own, config.target_qps):
+                cell = replace(cell, cell_id=len(cells))
+                cells.append(cell)
+                plan_of[cell.cell_id] = plan
+        classes = [plan.device for plan in plans]
+        run_id = new_run_id("ray-" + "-".join(classes))
+        out_dir = Path(config.out) if config.out else Path("results") / run_id
+        claim_run_folder(out_dir)
+        writer = ResultWriter(out_dir)
+        writer.write_env(
+            {
+                "run_id": run_id,
+                "captured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                "driver_host": socket.gethostname(),
+                "ray": session.describe(),
+                "devices": classes,
+                "isolation": "process",
+                "config": config.to_json(),
+                "hosts": [],
+                "runs": [],
+            }
+        )
+        console = make_console()
+        console.print(
+            f"[bold]genbench[/] run {run_id}: {len(cells)} cells on the Ray cluster at {session.address} "
+            f"({len(session.nodes())} nodes; {len(specs)} models, {', '.join(classes)}) -> {out_dir}"
+        )
+        for plan in plans:
+            console.print(
+                f"  {plan.placement.describe()}; {sum(p is plan for p in plan_of.values())} cells, "
+                f"{len(plan.pipelines)} pipelines (planned on {plan.planned_on})"
+            )
+            for line in plan.left_out:
+                console.print(f"  [dim]left out of the {plan.device} default matrix: {line}[/]")
+        started = time.perf_counter()
+        terminate_as_interrupt()
+        executor = RayExecutor(
+            session, run_id, plan_of, on_env=writer.add_host_env, retries=config.ray_retries
+        )
+        with cell_progress(console, len(cells)) as progress:
+            task = progress.add_task("cells", total=len(cells))
+            runner = Runner(
+                config, Device("cpu"), writer, run_id, executor=executor,
+                on_cell_start=lambda cell: progress.update(
+                    task, description=f"started {cell.spec.name} {cell.pipeline.text} b{cell.batch_size} "
+                    f"({plan_of[cell.cell_id].device})"
+                ),
+                on_cell_done=lambda result: progress.advance(task),
+            )  # fmt: skip
+            try:
+                runner.run(cells)
+            except KeyboardInterrupt:
+                console.print(
+                    f"[yellow]interrupted: outstanding tasks cancelled; {len(writer.rows)} finished cells kept in "
+                    f"{out_dir}[/]"
+                )
+                return EXIT_INTERRUPTED
+    finally:
+        session.close()
+    for table in summary_tables(writer.frame()):
+        console.print(table)
+    counts = writer.frame()["status"].value_counts().to_dict()
+    hosts = sorted({str(h) for h in writer.frame()["host"].dropna()})
+    console.print(
+        f"{len(cells)} cells in {time.perf_counter() - started:.0f} s on {len(hosts)} hosts ({', '.join(hosts)}; "
+        f"{', '.join(f'{v} {k}' for k, v in counts.items())}); tables in {out_dir}"
     )
     return 0
 

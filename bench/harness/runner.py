@@ -3,12 +3,17 @@
 Every cell ends as a row, whatever happens inside it (the executor maps failures to
 ``skipped``/``error``/``oom`` rows). Only Ctrl-C stops the run, and rows already
 written stay on disk: the writer rewrites its tables atomically after every cell.
+
+An executor that runs many cells at once (``ConcurrentExecutor``: a Ray cluster,
+bench.cluster.driver) is given the whole plan and yields each record as its cell ends,
+in whatever order they end; the rows are written as they come, by the same writer.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Protocol
 
 from bench.core.device import Device
 from bench.harness.config import RunConfig
@@ -20,7 +25,13 @@ from bench.harness.plan import Cell, plan_cells
 from bench.harness.result import CellResult
 from bench.results.writer import ResultWriter
 
-__all__ = ["Runner", "plan_cells"]
+__all__ = ["ConcurrentExecutor", "Runner", "plan_cells"]
+
+
+class ConcurrentExecutor(Protocol):
+    """An executor that runs cells side by side: ``on_start`` as each starts, each record as it ends."""
+
+    def run_all(self, cells: list[Cell], on_start: Callable[[Cell], None]) -> Iterator[CellRecord]: ...
 
 
 class Runner:
@@ -47,13 +58,12 @@ class Runner:
         self.executor = executor or make_executor(config, device, run_id, writer.out_dir / "artifacts")
 
     def run(self, cells: list[Cell]) -> None:
+        by_id = {cell.cell_id: cell for cell in cells}
         try:
-            for cell in cells:
-                self.on_cell_start(cell)
-                result = self._run_one(cell)
+            for result in self._results(cells):
                 self.writer.add(result.row(), list(result.samples_ms), result.phase_samples, result.tables)
                 if self.search is not None:
-                    self.search.observe(cell, result.row())
+                    self.search.observe(by_id[int(result.row()["cell_id"])], result.row())
                 self.on_cell_done(result)
             if self.search is not None:
                 self._write_best_batches()
@@ -61,6 +71,19 @@ class Runner:
             close = getattr(self.executor, "close", None)
             if close is not None:
                 close()
+
+    def _results(self, cells: list[Cell]) -> Iterator[CellRecord]:
+        """Each cell's record: all at once through a concurrent executor, else one after another.
+
+        The offline search decides each cell from the ones before it, so it always runs in order.
+        """
+        run_all = getattr(self.executor, "run_all", None)
+        if run_all is not None and self.search is None:
+            yield from run_all(cells, self.on_cell_start)
+            return
+        for cell in cells:
+            self.on_cell_start(cell)
+            yield self._run_one(cell)
 
     def _run_one(self, cell: Cell) -> CellRecord:
         reason = self.search.skip_reason(cell) if self.search is not None else None

@@ -2,7 +2,8 @@
 
 Every table is rewritten atomically (temp file + rename) after each cell, so a
 crash or Ctrl-C never leaves a half-written file. Tables are small (one row per
-cell), so rewriting is cheap.
+cell), so rewriting is cheap. Rows are kept in ``cell_id`` order, whatever order the
+cells end in (a Ray run's cells end side by side, bench.cluster.driver).
 
 The four data tables are replaced one after another, so a kill between two renames
 would leave them holding different numbers of rows. ``manifest.json``, written last
@@ -18,6 +19,7 @@ the previous complete files and manifest stay as they were.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
 import math
@@ -127,6 +129,7 @@ class ResultWriter:
             raise EnvironmentProblem(f"cannot write to {self.out_dir}: {_reason(exc)}") from None
         self._remove_stale_temp_files()
         self.rows: list[dict[str, Any]] = []
+        self.env: dict[str, Any] = {}  # what env.json holds, less the schema version
         self.samples: list[tuple[int, int, str, int, float]] = []  # SAMPLE_COLUMNS
         self.tables: dict[
             str, list[dict[str, Any]]
@@ -143,9 +146,29 @@ class ResultWriter:
 
     def write_env(self, env: dict[str, Any]) -> None:
         """env.json as strict JSON: NaN is null and infinities "inf"/"-inf", as in cells.json."""
+        self.env = dict(env)
         payload = _json_tree({"schema_version": SCHEMA_VERSION, **env})
         text = json.dumps(payload, indent=2, default=str, allow_nan=False)
         _atomic_write(self.out_dir / "env.json", lambda p: p.write_text(text))
+
+    def add_host_env(self, env: dict[str, Any]) -> None:
+        """One more machine's environment in env.json's ``runs``, as a merged run lists its sources.
+
+        A run measured on several machines (``--ray``) starts with an empty list and gains an
+        entry as each machine (a Ray node, by ``ray_node_id``, else its hostname) reports its first
+        cell of each device; compare, report and project read the list as they read a merge's.
+        """
+        key = (env.get("ray_node_id") or env.get("hostname"), env.get("device"))
+        runs = list(self.env.get("runs", []))
+        if any((r.get("ray_node_id") or r.get("hostname"), r.get("device")) == key for r in runs):
+            return
+        self.write_env(
+            {
+                **self.env,
+                "runs": [*runs, env],
+                "hosts": sorted({str(r.get("hostname")) for r in [*runs, env]}),
+            }
+        )
 
     def add(
         self,
@@ -162,7 +185,7 @@ class ResultWriter:
         a serving cell's extra tables (``EXTRA_TABLES``), each given the cell's id."""
         cell_id = row["cell_id"]
         call_phase = row.get("workload") or DEFAULT_WORKLOAD
-        self.rows.append(row)
+        bisect.insort(self.rows, row, key=lambda r: r["cell_id"])
         self.samples.extend((cell_id, i, call_phase, 0, ms) for i, ms in enumerate(latencies_ms))
         self.samples.extend((cell_id, i, phase, step, ms) for phase, i, step, ms in phase_samples)
         for name, rows in (tables or {}).items():
