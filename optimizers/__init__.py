@@ -1,7 +1,7 @@
 """Optimization passes: artifact in, artifact out, registered by name, checked in order before anything runs.
 
 Importing the package registers the built-in passes (one module per family);
-heavy libraries (onnxruntime, tensorrt, torch_pruning) are imported inside the
+heavy libraries (onnxruntime, openvino, nncf, tensorrt, torch_pruning) are imported inside the
 passes that need them. Third-party passes come in through the
 ``genbench.passes`` entry-point group, loaded on the first lookup. From Python:
 ``Pipeline.of(Prune(ratio=0.5), Int8())`` is ``parse_pipeline("prune:0.5+int8")``.
@@ -9,8 +9,18 @@ passes that need them. Third-party passes come in through the
 
 from bench.core.artifact import Artifact, OnnxArtifact, TensorRTArtifact, TorchArtifact
 from bench.core.errors import NotApplicable, PipelineError
-from optimizers import onnx_passes, pruning, quantize, sparsity, tensorrt_pass, torch_passes, torchao_passes  # noqa: F401, I001
+from optimizers import (  # noqa: F401, I001
+    onnx_passes,
+    openvino_passes,
+    pruning,
+    quantize,
+    sparsity,
+    tensorrt_pass,
+    torch_passes,
+    torchao_passes,
+)
 from optimizers.onnx_passes import Onnx, Ort
+from optimizers.openvino_passes import OpenVino, OvInt8
 from optimizers.pruning import Prune
 from optimizers.quantize import Int8, Int8Dynamic, Pt2eInt8
 from optimizers.registry import (
@@ -48,7 +58,9 @@ __all__ = [
     "NotApplicable",
     "OnnxArtifact",
     "Onnx",
+    "OpenVino",
     "Ort",
+    "OvInt8",
     "Pass",
     "PassContext",
     "Pipeline",

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, ClassVar, Self, TypeVar
 
 import torch
 
-from bench.core.artifact import Artifact, OnnxArtifact, TensorRTArtifact, TorchArtifact
+from bench.core.artifact import Artifact, OnnxArtifact, OpenVinoArtifact, TensorRTArtifact, TorchArtifact
 from bench.core.errors import PipelineError
 from bench.core.plugins import load_group
 from bench.core.text import did_you_mean
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 ENTRY_POINT_GROUP = "genbench.passes"
 
-A = TypeVar("A", TorchArtifact, OnnxArtifact, TensorRTArtifact)
+A = TypeVar("A", TorchArtifact, OnnxArtifact, TensorRTArtifact, OpenVinoArtifact)
 #: what ``prune`` and ``sparsity`` remove when no ratio is given
 DEFAULT_RATIO = 0.5
 
@@ -46,7 +46,8 @@ class PassContext:
     inputs (for quantization); ``example_inputs`` is
     one batch at the benchmarked batch size; ``workdir`` is where files (ONNX,
     engines) go; ``batch_sizes`` lists every batch size of the run so a build can
-    cover all of them.
+    cover all of them; ``scenario`` is the run's (single-stream, offline, server), for a
+    runtime whose configuration depends on it (OpenVINO's latency or throughput hint).
     """
 
     device: Device
@@ -55,6 +56,7 @@ class PassContext:
     workdir: Path
     batch_sizes: tuple[int, ...]
     cache_key: str = ""
+    scenario: str = "single-stream"
 
 
 class Pass(ABC):

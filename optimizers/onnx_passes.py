@@ -60,7 +60,7 @@ def _tensor_outputs(output: Any) -> int:
     raise TypeError(f"cannot export a model returning {type(output).__name__}")
 
 
-def _export_inputs(art: TorchArtifact, ctx: PassContext) -> tuple[torch.Tensor, ...]:
+def export_inputs(art: TorchArtifact, ctx: PassContext) -> tuple[torch.Tensor, ...]:
     """The example inputs as the module expects them, with a batch of at least 2.
 
     Tracers specialize size-1 dimensions (torch.export's 0/1 specialization,
@@ -174,7 +174,7 @@ class Onnx(Pass):
     def apply(self, artifact: Artifact, ctx: PassContext) -> Artifact:
         art = self.require(artifact, TorchArtifact)
         module = art.module
-        inputs = _export_inputs(art, ctx)
+        inputs = export_inputs(art, ctx)
         with torch.inference_mode():
             n_out = _tensor_outputs(module(*inputs))
         in_names = [input_name(i) for i in range(len(inputs))]

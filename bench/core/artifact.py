@@ -1,4 +1,4 @@
-"""What a pass hands to the next: a torch module, an ONNX file or a TensorRT engine.
+"""What a pass hands to the next: a torch module, an ONNX file, a TensorRT engine or an OpenVINO IR.
 
 The contract between passes (``optimizers/``), which make artifacts, and runtimes
 (``bench/runtimes/``), which run them: it lives in core so that neither side
@@ -121,8 +121,42 @@ class TensorRTArtifact:
         return _file_bytes(self.path)
 
 
-Artifact = TorchArtifact | OnnxArtifact | TensorRTArtifact
-ARTIFACT_KINDS: tuple[str, ...] = ("torch", "onnx", "tensorrt")
+@dataclass(frozen=True)
+class OpenVinoArtifact:
+    """An OpenVINO IR model on disk (``.xml`` with its ``.bin`` weights) and how the CPU plugin is to run it.
+
+    ``precision`` is the weights' (fp32, or int8 after NNCF); ``inference_precision`` is what the CPU
+    plugin computes the ops that are not quantized in (``f32`` or ``bf16``), set explicitly because the
+    plugin's own default is bf16 wherever the CPU has AVX512-BF16 or AMX, which would make a plain
+    "fp32" OpenVINO row a bf16 one on some machines and not others. ``performance_hint`` is OpenVINO's
+    ``LATENCY`` (one stream: single-stream and server cells) or ``THROUGHPUT`` (several streams, the
+    batch split over parallel requests: offline cells). ``source`` says what it was converted from.
+    """
+
+    path: Path
+    precision: str = "fp32"
+    inference_precision: str = "f32"
+    performance_hint: str = "LATENCY"
+    source: str = "torch"
+    notes: tuple[str, ...] = ()
+    kind: str = field(default="openvino", init=False)
+
+    def evolve(self, **changes: Any) -> OpenVinoArtifact:
+        return replace(self, **changes)
+
+    @property
+    def weights_path(self) -> Path:
+        return self.path.with_suffix(".bin")
+
+    def files(self) -> tuple[Path, ...]:
+        return tuple(p for p in (self.path, self.weights_path) if p.is_file())
+
+    def stored_bytes(self) -> int:
+        return _file_bytes(*self.files())
+
+
+Artifact = TorchArtifact | OnnxArtifact | TensorRTArtifact | OpenVinoArtifact
+ARTIFACT_KINDS: tuple[str, ...] = ("torch", "onnx", "tensorrt", "openvino")
 
 
 def present_inputs(

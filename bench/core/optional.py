@@ -23,6 +23,8 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "tensorrt": ("tensorrt", "tensorrt"),
     "torchao": ("torchao", "ao"),
     "prometheus_client": ("prometheus-client", "serve"),
+    "openvino": ("openvino", "openvino"),
+    "nncf": ("nncf", "openvino"),
 }
 
 _CHECKOUT = (Path(__file__).resolve().parents[2] / "pyproject.toml").is_file()

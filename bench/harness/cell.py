@@ -46,7 +46,7 @@ from bench.measure.sampling import Sampled, SamplingPolicy, sample_adaptively
 from bench.measure.stats import summarize
 from bench.measure.transfers import Transfers, measure_transfers
 from bench.measure.work import WorkPerItem, count_flops, measure_work
-from bench.runtimes import LoadedModel, load
+from bench.runtimes import LoadedModel, load, runtime_notes
 from optimizers.registry import PassContext
 
 
@@ -91,7 +91,8 @@ def measure_cell(
     ref = references.get(cell)
     device = tools.device
     with PeakRSS() as rss:
-        built = build_forward(cell, ref, references, tools, settings.batch_sizes, workdir)
+        scenario = settings.serving.scenario if settings.serving is not None else "single-stream"
+        built = build_forward(cell, ref, references, tools, settings.batch_sizes, workdir, scenario)
         artifact, runtime, work = built.artifact, built.runtime, built.work
         prepared = runtime.prepare(ref.inputs)
         first_output: list[Any] = []
@@ -111,7 +112,12 @@ def measure_cell(
         cell.batch_size, latency.p50, work.gflops_per_item, artifact.precision, tools.peak
     )
     through_torch = runtime.allocates_through_torch  # else its memory is nvml_process_mem_mb's
-    notes = [*artifact.notes, f"stop={sampled.stop_reason}", *([built.work_note] if built.work_note else [])]
+    notes = [
+        *artifact.notes,
+        *runtime_notes(runtime),
+        f"stop={sampled.stop_reason}",
+        *([built.work_note] if built.work_note else []),
+    ]
     if energy is not None:
         notes.append(energy.note())
     if contention.contended:
@@ -165,13 +171,14 @@ def build_forward(
     tools: Instruments,
     batch_sizes: tuple[int, ...],
     workdir: Path,
+    scenario: str = "single-stream",
 ) -> BuiltForward:
     """Build the cell's pipeline on a device copy of the fp32 model (timed), count its work, and load it.
 
     The device peak is reset between build and load: from there on it is what running the
     optimized model needs (its weights, activations and workspace), not the build's
     intermediate copies (nor the torch model an exported pipeline started from). A forward
-    cell and a server cell build alike.
+    cell and a server cell build alike; ``scenario`` reaches the passes (OpenVINO's hint follows it).
     """
     device = tools.device
     ctx = PassContext(
@@ -181,6 +188,7 @@ def build_forward(
         workdir=workdir,
         batch_sizes=batch_sizes,
         cache_key=f"{cell.spec.name}-{cell.size}-{cell.pipeline.text}",
+        scenario=scenario,
     )
     t0 = time.perf_counter()
     artifact, last_eager = apply_pipeline(cell, TorchArtifact(module=references.device_copy(ref.module)), ctx)

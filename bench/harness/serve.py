@@ -44,7 +44,7 @@ from bench.measure.gpu_watch import GpuWatch
 from bench.measure.memory import Footprint, PeakRSS
 from bench.measure.stats import LatencyStats
 from bench.measure.work import WorkPerItem
-from bench.runtimes import LoadedModel
+from bench.runtimes import LoadedModel, runtime_notes
 from bench.serving.load import LoadResult, LoadSpec, run_threaded_load
 from bench.serving.peak import find_peak, probe_duration
 from bench.serving.server import BatchingPolicy
@@ -132,7 +132,9 @@ def _build_forward(
 ) -> Built:
     """Build the pipeline as a forward cell does; fidelity on the reference batch (at --max-batch)."""
     ref = references.get(cell)
-    built = build_forward(cell, ref, references, tools, tuple(sorted({1, cell.batch_size})), workdir)
+    built = build_forward(
+        cell, ref, references, tools, tuple(sorted({1, cell.batch_size})), workdir, "server"
+    )
     artifact, runtime = built.artifact, built.runtime
     first: list[Any] = []
     first_call_ms = HostTimer(synchronize=tools.synchronize).measure(
@@ -142,7 +144,8 @@ def _build_forward(
     return Built(
         BatchServer(runtime, ref.inputs, cell.batch_size, tools), runtime.runtime_name, artifact.precision,
         built.build_s, first_call_ms, built.params, built.model_bytes, built.work, fidelity,
-        runtime.allocates_through_torch, (*artifact.notes, *([built.work_note] if built.work_note else [])),
+        runtime.allocates_through_torch,
+        (*artifact.notes, *runtime_notes(runtime), *([built.work_note] if built.work_note else [])),
     )  # fmt: skip
 
 

@@ -1,10 +1,10 @@
-"""Runtimes execute an artifact: eager torch, ONNX Runtime, TensorRT (see ``base`` for the contract).
+"""Runtimes execute an artifact: eager torch, ONNX Runtime, TensorRT, OpenVINO (see ``base`` for the contract).
 
 Importing the package registers the built-in runtimes; each imports its heavy
-library (onnxruntime, tensorrt) only when it loads an artifact.
+library (onnxruntime, tensorrt, openvino) only when it loads an artifact.
 """
 
-from bench.runtimes import ort, tensorrt, torch_eager  # noqa: F401  (register the built-in runtimes)
+from bench.runtimes import openvino, ort, tensorrt, torch_eager  # noqa: F401  (register the built-in runtimes)
 from bench.runtimes.base import (
     ENTRY_POINT_GROUP,
     RUNTIMES,
@@ -14,6 +14,7 @@ from bench.runtimes.base import (
     load,
     load_entry_points,
     register_runtime,
+    runtime_notes,
     runtime_unavailable,
 )
 
@@ -26,5 +27,6 @@ __all__ = [
     "load",
     "load_entry_points",
     "register_runtime",
+    "runtime_notes",
     "runtime_unavailable",
 ]

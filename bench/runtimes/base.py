@@ -41,6 +41,14 @@ class LoadedModel(Protocol):
     def to_torch(self, output: Any) -> torch.Tensor: ...
 
 
+def runtime_notes(runtime: LoadedModel) -> tuple[str, ...]:
+    """What a runtime says about how it configured itself (OpenVINO's streams and threads), for ``notes``.
+
+    Optional: a runtime may set a ``notes`` tuple once it has prepared its first input; most have none.
+    """
+    return tuple(getattr(runtime, "notes", ()))
+
+
 #: a runtime class: constructed with (artifact, device), it is a LoadedModel
 RuntimeFactory = Callable[[Any, Device], LoadedModel]
 RUNTIMES: dict[str, RuntimeFactory] = {}

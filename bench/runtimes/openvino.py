@@ -1,0 +1,203 @@
+"""Run an OpenVINO IR with OpenVINO's CPU plugin: one compiled model per input shape, hints recorded.
+
+openvino is imported inside :class:`OpenVinoRuntime`, never at module import.
+
+How it is configured, and why:
+
+- Static shapes. The IR converted from torch has free batch and spatial axes; the
+  plugin compiled for the exact input shape ran the UNet small at batch 8 in 102 ms
+  against 133 ms for the same IR compiled dynamic (f32; 40 vs 57 ms int8; 2-core
+  Xeon with AMX, openvino 2026.4). So each input shape gets a model reshaped to it and
+  compiled, once, in ``prepare`` (untimed; in a server load a batch size first seen
+  compiles there, which the load's warm-up mostly absorbs).
+- ``INFERENCE_PRECISION_HINT`` is always set (``f32`` unless the artifact asks for
+  ``bf16``): the plugin's default is bf16 on CPUs with AVX512-BF16 or AMX.
+- ``INFERENCE_NUM_THREADS`` is torch's thread count, which the worker set from
+  ``--threads``, so OpenVINO uses the cores the run gave every runtime.
+- ``PERFORMANCE_HINT``: ``LATENCY`` (one stream, one request) for single-stream and
+  server cells; ``THROUGHPUT`` for offline cells, where the batch is split over the
+  plugin's optimal number of infer requests, run at once on its streams (what
+  OpenVINO's benchmark_app does); a batch that does not split evenly runs as one
+  request. The streams, threads and requests it chose are in ``notes``.
+
+What is timed: ``run`` is one synchronous ``infer`` (or the requests started and
+waited for), on numpy inputs already in the model's element types, shared with the
+request rather than copied; outputs are copied out, as onnxruntime returns new arrays.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from bench.core.artifact import OpenVinoArtifact
+from bench.core.device import Device
+from bench.core.onnx_names import input_positions
+from bench.core.optional import missing
+from bench.runtimes.base import register_runtime
+
+HINTS: tuple[str, ...] = ("LATENCY", "THROUGHPUT")
+INFERENCE_PRECISIONS: tuple[str, ...] = ("f32", "bf16")
+
+
+def openvino_unavailable(device: Device) -> str | None:
+    """Why OpenVINO cannot run on ``device`` here (None: it can)."""
+    if device.is_cuda:
+        return "genbench runs OpenVINO on its CPU plugin only (its GPU plugin is for Intel GPUs)"
+    return missing("openvino")
+
+
+def feed_positions(model: Any) -> list[int]:
+    """The positional model input feeding each of an OpenVINO model's inputs.
+
+    An IR converted from torch names its inputs after ``forward``'s arguments, in their order;
+    one converted from genbench's ONNX keeps ``input_N``, mapped by number (the exporter may
+    drop an unused input).
+    """
+    names = []
+    for port in model.inputs:
+        try:
+            names.append(port.get_any_name())
+        except RuntimeError:  # an unnamed port: positions in order
+            names.append("")
+    return input_positions(names)
+
+
+def numpy_inputs(model: Any, inputs: tuple[torch.Tensor, ...]) -> list[np.ndarray]:
+    """``inputs`` as contiguous numpy arrays in the element types of ``model``'s inputs, in its order."""
+    positions = feed_positions(model)
+    if len(inputs) < max(positions, default=-1) + 1:
+        raise ValueError(f"the OpenVINO model wants {len(positions)} inputs, got {len(inputs)}")
+    return [
+        np.ascontiguousarray(
+            inputs[pos].detach().cpu().numpy().astype(port.get_element_type().to_dtype(), copy=False)
+        )
+        for port, pos in zip(model.inputs, positions, strict=True)
+    ]
+
+
+@dataclass
+class _Compiled:
+    """One shape's compiled model and the requests a call runs on."""
+
+    model: Any
+    requests: list[Any]
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A call's inputs, one feed per request (several only under the throughput hint)."""
+
+    compiled: _Compiled
+    feeds: tuple[list[np.ndarray], ...]
+
+
+@register_runtime("openvino")
+class OpenVinoRuntime:
+    """One OpenVINO Core and IR for one artifact; see the module docstring for the configuration."""
+
+    allocates_through_torch = False
+
+    @staticmethod
+    def unavailable(device: Device) -> str | None:
+        return openvino_unavailable(device)
+
+    def __init__(self, artifact: OpenVinoArtifact, device: Device) -> None:
+        reason = openvino_unavailable(device)
+        if reason is not None:
+            raise RuntimeError(f"OpenVINO artifacts run on OpenVINO: {reason}")
+        if artifact.performance_hint not in HINTS:
+            raise ValueError(f"unknown OpenVINO performance hint {artifact.performance_hint!r}")
+        if artifact.inference_precision not in INFERENCE_PRECISIONS:
+            raise ValueError(f"unknown OpenVINO inference precision {artifact.inference_precision!r}")
+        import openvino as ov
+
+        self.artifact = artifact
+        self.core = ov.Core()
+        self.model = self.core.read_model(str(artifact.path))
+        self.threads = torch.get_num_threads()
+        self.config: dict[str, Any] = {
+            "PERFORMANCE_HINT": artifact.performance_hint,
+            "INFERENCE_PRECISION_HINT": artifact.inference_precision,
+            "INFERENCE_NUM_THREADS": self.threads,
+        }
+        self.runtime_name = f"openvino:CPU:{artifact.performance_hint.lower()}"
+        self._compiled: dict[tuple[tuple[int, ...], ...], _Compiled] = {}
+        self.notes: tuple[str, ...] = ()
+
+    def _compile(self, shapes: tuple[tuple[int, ...], ...]) -> _Compiled:
+        """The model compiled for these input shapes (compiled once per shape)."""
+        found = self._compiled.get(shapes)
+        if found is not None:
+            return found
+        import openvino as ov
+
+        model = self.model.clone()
+        model.reshape(
+            {port: ov.PartialShape(list(shape)) for port, shape in zip(model.inputs, shapes, strict=True)}
+        )
+        compiled = self.core.compile_model(model, "CPU", self.config)
+        count = 1
+        if self.artifact.performance_hint == "THROUGHPUT":
+            count = max(1, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
+        entry = _Compiled(compiled, [compiled.create_infer_request() for _ in range(count)])
+        self._compiled[shapes] = entry
+        if not self.notes:  # the first shape's (the cell's own batch): what the row reports
+            self.notes = (
+                f"openvino hint={self.artifact.performance_hint} streams={compiled.get_property('NUM_STREAMS')} "
+                f"threads={compiled.get_property('INFERENCE_NUM_THREADS')} requests={count} "
+                f"inference_precision={compiled.get_property('INFERENCE_PRECISION_HINT').get_type_name()}",
+            )
+        return entry
+
+    def _arrays(self, inputs: tuple[torch.Tensor, ...]) -> list[np.ndarray]:
+        ports = self.model.inputs
+        if len(inputs) < len(ports):
+            raise ValueError(f"the OpenVINO model wants {len(ports)} inputs, got {len(inputs)}")
+        return [
+            np.ascontiguousarray(
+                t.detach().cpu().numpy().astype(port.get_element_type().to_dtype(), copy=False)
+            )
+            for t, port in zip(inputs, ports, strict=False)
+        ]
+
+    def prepare(self, inputs: tuple[torch.Tensor, ...]) -> _Prepared:
+        """Inputs as numpy in the model's types; under the throughput hint, split over the requests."""
+        arrays = numpy_inputs(self.model, inputs)
+        whole = tuple(tuple(a.shape) for a in arrays)
+        compiled = self._compile(whole)
+        parts = len(compiled.requests)
+        batch = arrays[0].shape[0] if arrays and arrays[0].ndim else 1
+        if (
+            parts > 1
+            and batch >= parts
+            and batch % parts == 0
+            and all(a.ndim and a.shape[0] == batch for a in arrays)
+        ):
+            chunks = [np.split(a, parts) for a in arrays]
+            feeds = tuple([np.ascontiguousarray(c[i]) for c in chunks] for i in range(parts))
+            compiled = self._compile(tuple(tuple(a.shape) for a in feeds[0]))
+            return _Prepared(compiled, feeds)
+        return _Prepared(compiled, (arrays,))
+
+    def run(self, prepared: _Prepared) -> list[list[np.ndarray]]:
+        requests = prepared.compiled.requests
+        if len(prepared.feeds) == 1:
+            result = requests[0].infer(prepared.feeds[0], share_inputs=True)
+            return [list(result.to_tuple())]
+        for request, feed in zip(requests, prepared.feeds, strict=False):
+            request.start_async(feed, share_inputs=True)
+        outputs = []
+        for request, _ in zip(requests, prepared.feeds, strict=False):
+            request.wait()
+            outputs.append([t.data.copy() for t in request.output_tensors])
+        return outputs
+
+    def to_torch(self, output: list[list[np.ndarray]]) -> torch.Tensor:
+        """The first output as an fp32 CPU tensor (the parts of a split batch put back together)."""
+        first = [np.asarray(part[0]) for part in output]
+        array = first[0] if len(first) == 1 else np.concatenate(first)
+        return torch.from_numpy(np.ascontiguousarray(array)).float()
