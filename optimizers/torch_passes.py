@@ -107,8 +107,18 @@ class _Wrapper(Pass):
         return state.evolve(compiled=True)
 
 
-CompileMode = Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]
+CompileMode = Literal[
+    "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs", "freeze", "freeze-autotune"
+]
 COMPILE_MODES: tuple[str, ...] = get_args(CompileMode)
+#: compile arguments that freeze: Inductor's ``freezing`` constant-folds the weights into the graph and
+#: prepacks them for oneDNN (PyTorch's CPU inference recipe), under the torch.compile mode given here.
+#: Freezing is read from Inductor's global config while Dynamo traces: ``torch.compile(options=
+#: {"freezing": True})`` left all 12 weights of the DCGAN tiny as graph inputs, unpacked (torch 2.13),
+#: and so did a backend that patched the config around ``compile_fx``; only the global flag, set while
+#: the first call compiles, folded them. So ``apply`` sets the flag for every compile (on or off), and a
+#: recompile later in the cell (a server's new batch size) freezes as the first compile did.
+FREEZE_MODES: dict[str, str] = {"freeze": "default", "freeze-autotune": "max-autotune-no-cudagraphs"}
 
 
 @register_pass
@@ -117,7 +127,10 @@ class Compile(_Wrapper):
     example inputs, so its cost lands in ``build_s`` rather than hiding in the first timed call."""
 
     name = "compile"
-    summary = "torch.compile with Inductor; compile:MODE picks the mode"
+    summary = (
+        "torch.compile with Inductor; compile:MODE picks the mode; compile:freeze folds and prepacks the "
+        "weights (CPU inference), compile:freeze-autotune adds the autotuner"
+    )
     argument = "mode"
     wrapped_reason = (
         "compile cannot compile what compile, cudagraph or pt2e-int8 already wrapped: compile once "
@@ -145,7 +158,8 @@ class Compile(_Wrapper):
         # batch-8 cell of the same model would compile a dynamic-batch graph ("automatic
         # dynamic"). Each cell gets what a fresh process would build: a static graph.
         torch.compiler.reset()
-        compiled = torch.compile(module, mode=self.mode, dynamic=False)
+        torch._inductor.config.freezing = self.mode in FREEZE_MODES
+        compiled = torch.compile(module, mode=FREEZE_MODES.get(self.mode, self.mode), dynamic=False)
         inputs = present_inputs(ctx.example_inputs, ctx.device.torch_name, art.input_dtype, art.channels_last)
         with torch.inference_mode():
             compiled(*inputs)

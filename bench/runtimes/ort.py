@@ -12,7 +12,6 @@ tensors bound with IO binding, so no host<->device copy is inside the timed call
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,14 +58,6 @@ _TORCH_TYPES: dict[str, torch.dtype] = {
 }
 
 
-def usable_cores() -> int:
-    """Cores this process may run on (affinity mask, not the machine's count: containers and taskset)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 def default_provider(device: Device) -> str:
     """The execution provider a device runs ONNX models on unless told otherwise."""
     return "cuda" if device.is_cuda else "cpu"
@@ -105,6 +96,27 @@ def provider_unavailable(provider: str | None, device: Device) -> str | None:
     return None
 
 
+#: session config entries that keep onnxruntime's pool threads from spinning once a call is done
+NO_SPINNING: dict[str, str] = {"session.intra_op.allow_spinning": "0", "session.inter_op.allow_spinning": "0"}
+
+
+def session_options(ort: Any) -> Any:
+    """The session options every genbench ONNX Runtime session gets.
+
+    - intra-op threads: torch's thread count, which the worker set from ``--threads`` (every
+      runtime of a run uses the same cores), not onnxruntime's own default of one per core.
+    - no spinning: onnxruntime's pool threads otherwise busy-wait after each call for more
+      work; the cores they hold are the next cell's (or a competing runtime's in a server).
+    """
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = torch.get_num_threads()
+    options.log_severity_level = 3  # errors only: ORT's warnings (unused initializers...) are noise here
+    for key, value in NO_SPINNING.items():
+        options.add_session_config_entry(key, value)
+    return options
+
+
 @dataclass(frozen=True)
 class _Input:
     name: str
@@ -133,11 +145,8 @@ class OrtRuntime:
         import onnxruntime as ort
 
         ep = PROVIDERS[self.provider]
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = usable_cores()
-        options.log_severity_level = 3  # errors only: ORT's warnings (unused initializers...) are noise here
-        self.session = ort.InferenceSession(str(artifact.path), options, providers=self._providers(ep))
+        self.options = session_options(ort)
+        self.session = ort.InferenceSession(str(artifact.path), self.options, providers=self._providers(ep))
         active = self.session.get_providers()[0]
         if active != ep:  # onnxruntime silently falls back to the CPU when an EP fails to load
             raise RuntimeError(f"onnxruntime did not start {ep} (the session runs on {active})")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -59,6 +61,35 @@ def test_compile_matches_eager_on_tiny_unet() -> None:
         expected = original(*inputs)
         got = art.module(*inputs)
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_compile_freeze_folds_the_weights_and_matches_eager() -> None:
+    """Frozen, the weights are constants of the generated code (``_frozen_param``), no longer its inputs
+    (plain compile passes all 128 parameters of the UNet tiny in): the check that freezing took effect,
+    which torch.compile(options={"freezing": True}) did not."""
+    from torch._inductor.utils import run_and_get_code
+
+    def graph_inputs(code: list[str]) -> int:
+        return len(set(re.findall(r"\barg\d+_1\b", "".join(code))))
+
+    (original, art, inputs), frozen_code = run_and_get_code(lambda: _apply("compile:freeze", "unet"))
+    _, plain_code = run_and_get_code(lambda: _apply("compile", "unet"))
+    assert art.compiled and "compile mode=freeze" in art.notes
+    assert "_frozen_param" in "".join(frozen_code) and "_frozen_param" not in "".join(plain_code)
+    assert graph_inputs(frozen_code) < graph_inputs(plain_code) // 4
+    with torch.inference_mode():
+        torch.testing.assert_close(art.module(*inputs), original(*inputs), rtol=1e-4, atol=1e-4)
+    torch.compiler.reset()
+
+
+def test_freeze_modes_are_inductor_options_and_autotune_stays_out_of_cpu_defaults() -> None:
+    assert parse_pipeline("compile:freeze").passes[0].default_exclusion(Device("cpu")) is None
+    assert "ask for it explicitly" in parse_pipeline("compile:freeze-autotune").passes[0].default_exclusion(
+        Device("cpu")
+    )
+    with pytest.raises(PipelineError, match="mode 'freezing' unknown.*did you mean"):
+        parse_pipeline("compile:freezing")
 
 
 def test_each_compile_cell_gets_a_static_graph_whatever_ran_before() -> None:
