@@ -339,14 +339,15 @@ class RayExecutor:
         """The row of a cell whose task gave no row: what is known of its node, and why."""
         cell, config = task.cell, task.plan.config
         known = self._seen.get((str(task.node_id), task.plan.device), {})
+        # what is not known stays empty (None): never this machine's host or hw_id
         identity = CellIdentity(
             run_id=self.run_id,
             cell_id=cell.cell_id,
             started_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            host=task.host or known.get("host") or "",
+            host=task.host or known.get("host"),  # type: ignore[arg-type]
             device=task.plan.device,
-            device_name=known.get("device_name") or "",
-            hw_id=known.get("hw_id") or "",
+            device_name=known.get("device_name"),  # type: ignore[arg-type]
+            hw_id=known.get("hw_id"),  # type: ignore[arg-type]
             model=cell.spec.name,
             size=cell.size,
             family=cell.spec.family,
@@ -359,22 +360,27 @@ class RayExecutor:
             threads=config.threads,  # type: ignore[arg-type]  # None for a cuda cell without --threads
             isolation=self.isolation,
             repeat=cell.repeat,
-            torch_version=known.get("torch_version") or "",
-            git_sha=known.get("git_sha") or "",
+            torch_version=known.get("torch_version"),  # type: ignore[arg-type]
+            git_sha=known.get("git_sha"),  # type: ignore[arg-type]
         )
         return CellResult(identity, CellOutcome(status, reason[:400], self._where(task) or None))
 
     # ------------------------------------------------------------------ deadlines, nodes, cancelling
+    def allowed_s(self, plan: ClassPlan) -> float:
+        """Seconds a task may run from its start: each attempt its cell's timeout plus TASK_GRACE_S."""
+        return (1 + self.retries) * (plan.config.cell_timeout() + TASK_GRACE_S)
+
     def _enforce_deadlines(self) -> Iterator[CellRecord]:
         now = time.monotonic()
         for task in list(self._tasks.values()):
             if task.started is None:
                 continue
-            allowed = (1 + self.retries) * (task.plan.config.cell_timeout() + TASK_GRACE_S)
+            allowed = self.allowed_s(task.plan)
             if task.cancelled is None and now - task.started > allowed:
                 why = (
                     f"cancelled by the driver: no reply {allowed:.0f} s after the task started (the cell's "
-                    f"timeout of {task.plan.config.cell_timeout():.0f} s and {TASK_GRACE_S:.0f} s of grace per attempt)"
+                    f"timeout of {task.plan.config.cell_timeout():.0f} s and {TASK_GRACE_S:.0f} s of grace, "
+                    f"for each of {1 + self.retries} attempts)"
                 )
                 self._cancel(task, "timeout", why, now)
             elif task.cancelled is not None and not task.forced and now - task.cancelled > CANCEL_GRACE_S:

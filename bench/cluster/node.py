@@ -166,7 +166,9 @@ def plan_class(config_json: dict[str, Any], device_text: str) -> dict[str, Any]:
 
     Default pipelines depend on the device (bf16 only where the CPU computes it, GPU-only
     passes), so a class is planned where its cells will run, as a local run plans on its
-    own machine. Also returns the node's CPU count, a CPU cell's default thread count.
+    own machine. Pipelines named with --pipelines are only parsed: a node whose device
+    does not work then gives error rows that name it, and the other nodes' cells run.
+    Also returns the node's CPU count, a CPU cell's default thread count.
     """
     import ray
 
@@ -176,12 +178,16 @@ def plan_class(config_json: dict[str, Any], device_text: str) -> dict[str, Any]:
 
     config = RunConfig.from_json(config_json)
     device = parse_device(device_text)
-    check_available(device)
-    pipelines = resolve_pipelines(config.pipelines, device)
     left_out: list[str] = []
-    if config.pipelines is None:
+    if (
+        config.pipelines is not None
+    ):  # parsed only: a node whose device is broken gives error rows, not no run
+        pipelines = resolve_pipelines(config.pipelines, device)
+    else:
         from bench.harness.plan import default_pipelines
 
+        check_available(device)
+        pipelines = resolve_pipelines(None, device)
         for pipeline in default_pipelines(device):
             reason = excluded_reason(pipeline, device)
             if reason is not None:

@@ -82,3 +82,48 @@ def test_two_runs_started_together_keep_their_own_rows(tmp_path: Path) -> None:
         assert json.loads((folder / "env.json").read_text())["config"]["models"] == [model]
         models.add(model)
     assert models == {"dcgan", "vae"}
+
+
+# ------------------------------------------------------------------ --ray (the cluster runs: tests/bench/harness/test_ray.py)
+RAY_ARGS = ["run", "--models", "dcgan", "--size", "tiny", "--pipelines", "fp32", "--batch-sizes", "1"]
+
+
+def _one_error(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    return err
+
+
+def test_ray_without_ray_installed_is_one_line_naming_the_extra(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bench.cli import main
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError, as where it is absent
+    assert main([*RAY_ARGS, "--ray", "local", "--out", str(tmp_path / "run")]) == 2
+    err = _one_error(capsys)
+    assert "pip install 'genbench[ray]'" in err and "ray extra" in err
+    assert not (tmp_path / "run").exists()  # refused before any folder was made
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--devices", "cpu,cuda"], "--devices places cells on a Ray cluster: add --ray"),
+        (["--ray-resource", "gpu_box@cuda"], "--ray-resource places cells on a Ray cluster"),
+        (["--ray", "local", "--isolation", "none"], "drop --isolation none"),
+        (["--ray", "local", "--device", "cuda:1"], "under --ray name device classes with --devices"),
+        (["--ray", "local", "--devices", "cuda:1"], "Ray assigns each cell its GPU"),
+        (["--ray", "local", "--node-label", "nolabel"], "--node-label takes KEY=VALUE[@CLASS]"),
+        (["--ray", "local", "--ray-resource", "x=0"], "the amount must be a positive number"),
+        (["--ray", "local", "--ray-retries", "-1"], "--ray-retries must be from 0"),
+        (["--ray", "local", "--scenario", "offline"], "run it without --ray"),
+    ],
+)
+def test_ray_flags_that_cannot_mean_anything_are_one_line(
+    flags: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bench.cli import main
+
+    assert main([*RAY_ARGS, *flags]) == 2
+    assert message in _one_error(capsys)
