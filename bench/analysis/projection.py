@@ -35,6 +35,24 @@ The method, in four steps, each with its assumption stated where it is made:
    roofline bound is limited by per-call overhead, which the roofline does not
    model, so its projections are flagged unreliable.
 
+Targets genbench cannot measure on (a TPU, an AWS or Intel accelerator, an FPGA card, a
+Jetson module: their kind's ``measurable`` is false in the catalogue) are **uncalibrated**:
+their compiler stack (XLA, Neuron, SynapseAI, Vitis AI, TensorRT on JetPack) shares nothing
+with the measured device's, so its efficiency does not carry over. Their rows use the
+kind's documented prior instead (``bench.hardware.catalog.Prior``: the median of published
+results of that kind as a fraction of the peak they ran at, e.g. MLPerf SDXL on TPU v5e),
+with a band from the published spread widened ``UNCALIBRATED_SPREAD`` times either way
+(published results are tuned, large-batch runs of large models; a run's model at its batch
+sizes may reach much less, or on a stack that fuses it better, more), capped at the roof.
+Such rows say ``uncalibrated`` (``calibration`` column, ``reason``). A kind whose stack runs
+fp32 matmuls in another precision (XLA and Neuron: bf16) bounds fp32 pipelines by that peak.
+A precision the vendor publishes no peak for is a ``no-figure`` row, not a guess.
+
+Edge targets: on a device that shares its memory with the CPU, the fit is against what the
+OS and runtime leave (``os_reserve``; without one, the fit is an upper bound and the reason
+says so); a target ``KEY@MODE`` (a Jetson power mode) uses the mode's figures and its power
+for items per joule, not the module's maximum.
+
 The generate and sample workloads (bench.analysis.roofline, ``phase_work``) go through
 the same four steps, each phase as its own row (``phase``), with its own item and bound:
 
@@ -60,14 +78,16 @@ calibrate each other only with the same workload settings (prompt, new tokens,
 KV cache; steps, guidance, sampler): ``settings`` names them.
 
 Cost columns: items/s per 1000 USD of purchase price, USD per million items at
-the cloud price per hour, items per joule at TDP (a device drawing less than
-TDP does better, so it is a lower bound on energy efficiency).
+the cloud price per hour, items per joule at TDP or the power mode's power (a device
+drawing less does better, so it is a lower bound on energy efficiency). A figure the
+catalogue marks missing leaves its column empty.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from bench.analysis.matching import settings_text, workload_of
@@ -82,7 +102,7 @@ from bench.analysis.roofline import (
     roofline,
 )
 from bench.analysis.source import Source
-from bench.core.precision import compute_precision
+from bench.core.precision import compute_precision, peak_key
 from bench.hardware.catalog import DeviceSpec
 
 if TYPE_CHECKING:
@@ -95,17 +115,20 @@ OVERHEAD_BOUND_EFFICIENCY = 0.01
 #: relative float round-off a measured value may sit outside the band and still be in it (add_check)
 BAND_ROUNDING = 1e-9
 
+#: an uncalibrated row's band: the kind's published spread, widened this many times either way (module doc)
+UNCALIBRATED_SPREAD = 2.0
+
 #: columns of projection.csv, units in the names (tidy: one row per model x pipeline x target x batch)
 PROJECTION_COLUMNS: tuple[str, ...] = (
     "source_run", "source_device_name", "source_peak", "model", "size", "family", "item", "workload", "phase",
     "settings", "pipeline", "precision", "target", "target_name", "target_kind", "target_precision", "batch_size",
-    "status", "reason",
+    "status", "reason", "calibration",
     "calibrated_from", "gflops_per_item", "mb_moved_per_item", "arithmetic_intensity_flop_per_byte",
     "ridge_flop_per_byte", "bound", "target_peak_tflops", "target_bandwidth_gb_s", "roofline_items_s",
     "efficiency", "efficiency_lo", "efficiency_hi", "throughput_items_s", "throughput_items_s_lo",
     "throughput_items_s_hi", "latency_ms", "latency_ms_lo", "latency_ms_hi", "mem_needed_gib",
-    "target_mem_gib", "fits", "max_batch", "items_s_per_kusd", "usd_per_million_items", "items_per_joule",
-    "measured_items_s", "error_pct", "in_band",
+    "target_mem_gib", "target_usable_mem_gib", "fits", "max_batch", "items_s_per_kusd", "usd_per_million_items",
+    "power_w", "items_per_joule", "measured_items_s", "error_pct", "in_band",
 )  # fmt: skip
 
 
@@ -186,7 +209,8 @@ def project(
 
     ``batch_sizes`` defaults to those measured in the run. ``holdout`` calibrates
     each row without the cells measured at its own batch size, so a check against
-    measured cells shows predictive error rather than a round trip.
+    measured cells shows predictive error rather than a round trip. Uncalibrated
+    targets (module doc) take their kind's prior instead of the measured efficiency.
     """
     import pandas as pd
 
@@ -202,7 +226,7 @@ def project(
             first = group.iloc[0]
             precision = str(first["precision"])
             work = first["work"]
-            key, unsupported = peak_precision(precision, target, fp32_as, str(first["pipeline"]))
+            key, status, why, runs_as = _target_peak(precision, str(first["pipeline"]), target, fp32_as)
             calibrating, band_cells, note = _calibration_cells(
                 eff, group, precision, source.spec, target, fp32_as
             )
@@ -213,19 +237,110 @@ def project(
                     row.update(status="no-profile", reason=work)
                     continue
                 if key is None:
-                    row.update(status="unsupported", reason=unsupported)
+                    row.update(status=status, reason=why)
                     continue
                 usable = calibrating[calibrating["batch_size"] != batch] if holdout else calibrating
                 band = band_cells[band_cells["batch_size"] != batch] if holdout else band_cells
                 near = _nearest(usable["batch_size"], batch)
-                if near is None:
+                if near is None and target.calibrated:
                     reasons = [r for r in group["reason"] if r]
-                    why = reasons[0] if reasons else "no other batch size measured (holdout)"
-                    row.update(status="no-calibration", reason=why)
+                    why_not = reasons[0] if reasons else "no other batch size measured (holdout)"
+                    row.update(status="no-calibration", reason=why_not)
                     continue
-                central = usable[usable["batch_size"] == near].iloc[0]
-                _fill(row, work, target, key, batch, central, band, note)
+                central = usable[usable["batch_size"] == near].iloc[0] if near is not None else None
+                if target.calibrated:
+                    assert central is not None
+                    calibration = _measured(central, band, note)
+                else:
+                    calibration = _prior(target, central)
+                notes = [n for n in (runs_as, calibration.note) if n]
+                _fill(row, work, target, key, batch, calibration, "; ".join(notes))
     return pd.DataFrame(rows, columns=list(PROJECTION_COLUMNS))
+
+
+def _target_peak(
+    precision: str, pipeline: str, target: DeviceSpec, fp32_as: str
+) -> tuple[str | None, str, str, str]:
+    """The target's peak key for a pipeline: (key, "", "", note) or (None, status, reason, "").
+
+    A kind whose stack runs fp32 matmuls in another precision (``fp32_runs_as``) bounds an
+    fp32 pipeline by that peak, and the note says so. A peak the vendor gives no figure
+    for is ``no-figure``; one the hardware lacks, ``unsupported``.
+    """
+    kind = target.kind_info
+    computes = compute_precision(precision, pipeline) or precision
+    note = ""
+    if kind is not None and kind.fp32_runs_as and computes in ("fp32", "tf32"):
+        source = kind.fp32_runs_as_source.replace("; ", ", ")  # "; " separates a row's notes
+        note = f"fp32 runs as {kind.fp32_runs_as} on {target.kind} ({source})"
+        precision, pipeline = kind.fp32_runs_as, ""
+    key, why = peak_precision(precision, target, fp32_as, pipeline)
+    if key is not None:
+        return key, "", "", note
+    wanted = peak_key(
+        precision, has_tf32=target.peak.get("tf32") is not None, fp32_as=fp32_as, pipeline=pipeline
+    )
+    missing = target.missing.get(f"peak.{wanted}") if wanted else None
+    if missing is not None:
+        return None, "no-figure", f"{target.label} has no published {wanted} peak ({missing})", ""
+    return None, "unsupported", why, ""
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The efficiency a row applies to the target's roofline, its band, and where they come from."""
+
+    efficiency: float
+    lo: float
+    hi: float
+    calibrated_from: str
+    gflops_per_item: float | None  # the central cell's FLOPs per item; None: the phase's own
+    calibration: str  # "measured" or "uncalibrated"
+    note: str = ""
+
+
+def _measured(central: Any, band_cells: pd.DataFrame, note: str) -> Calibration:
+    """The measured device's efficiency: the nearest batch's cell, banded by the precision family's cells."""
+    efficiency = float(central["efficiency"])
+    notes = [note] if note else []
+    if efficiency < OVERHEAD_BOUND_EFFICIENCY:
+        notes.append(
+            f"efficiency {efficiency:.1e} on the measured device: per-call overhead, not the roofline, "
+            "limits it there, so this projection is unreliable"
+        )
+    return Calibration(
+        efficiency=efficiency,
+        lo=min(float(band_cells["efficiency"].min()), efficiency),
+        hi=max(float(band_cells["efficiency"].max()), efficiency),
+        calibrated_from=f"{central['pipeline']}@{int(central['batch_size'])}",
+        gflops_per_item=float(central["gflops_per_item"]),
+        calibration="measured",
+        note="; ".join(notes),
+    )
+
+
+def _prior(target: DeviceSpec, central: Any) -> Calibration:
+    """An uncalibrated target's efficiency: its kind's prior, banded as the module doc says."""
+    kind = target.kind_info
+    assert kind is not None and kind.prior is not None  # the catalogue insists on a prior for such kinds
+    prior = kind.prior
+    lo, hi = prior.lo / UNCALIBRATED_SPREAD, min(1.0, prior.hi * UNCALIBRATED_SPREAD)
+    note = (
+        f"uncalibrated: genbench cannot measure on {target.kind} ({kind.stack}), so the measured device's "
+        f"efficiency does not carry over; the {target.kind} prior {prior.value:.3g} is the median of "
+        f"{len(prior.points)} published result(s) ({prior.lo:.3g}..{prior.hi:.3g} of peak, "
+        "`bench devices --sources` lists them), banded x"
+        f"{UNCALIBRATED_SPREAD:g} either way"
+    )
+    return Calibration(
+        efficiency=prior.value,
+        lo=lo,
+        hi=hi,
+        calibrated_from=f"prior:{target.kind}",
+        gflops_per_item=None if central is None else float(central["gflops_per_item"]),
+        calibration="uncalibrated",
+        note=note,
+    )
 
 
 def emulated(device: DeviceSpec, precision: str) -> bool:
@@ -303,9 +418,28 @@ def _base_row(
         "batch_size": batch,
         "status": "ok",
         "reason": "",
+        "calibration": "measured" if target.calibrated else "uncalibrated",
         "target_mem_gib": target.memory_bytes / GIB,
+        "target_usable_mem_gib": target.usable_memory_bytes / GIB,
         "target_bandwidth_gb_s": target.bandwidth_bytes_s / 1e9,
+        "power_w": None if target.tdp is None else target.tdp.value,
     }
+
+
+def _memory_note(target: DeviceSpec) -> str:
+    """What a fit on a device that shares its memory with the CPU is against."""
+    if not target.shared_memory:
+        return ""
+    total = target.memory_bytes / GIB
+    if target.os_reserve is None:
+        return (
+            f"shared memory: the fit is against all {total:.3g} GiB, which the OS and runtime share "
+            "(the catalogue gives no os_reserve for it: measure yours, add it with --catalog), so an upper bound"
+        )
+    return (
+        f"shared memory: {target.usable_memory_bytes / GIB:.3g} of {total:.3g} GiB left after the OS and "
+        f"runtime's {target.os_reserve.value / GIB:.3g} GiB ({target.os_reserve.source.replace('; ', ', ')})"
+    )
 
 
 def _fill(
@@ -314,8 +448,7 @@ def _fill(
     target: DeviceSpec,
     key: str,
     batch: int,
-    central: Any,
-    band_cells: pd.DataFrame,
+    calibration: Calibration,
     note: str = "",
 ) -> None:
     """Project one row: efficiency x the target's roofline bound at ``batch``; one call's time from it.
@@ -327,27 +460,27 @@ def _fill(
     traffic = work.traffic
     peak_flops = target.peak_flops(key)
     assert peak_flops is not None
-    flops = float(central["gflops_per_item"]) * 1e9
+    gflops = calibration.gflops_per_item
+    flops = gflops * 1e9 if gflops is not None else work.flops_per_item
     moved = traffic.bytes_per_item(batch)
     bound = roofline(flops, moved, peak_flops, target.bandwidth_bytes_s)
-    efficiency = float(central["efficiency"])
-    lo = min(float(band_cells["efficiency"].min()), efficiency)
-    hi = max(float(band_cells["efficiency"].max()), efficiency)
+    efficiency, lo, hi = calibration.efficiency, calibration.lo, calibration.hi
     items, items_lo, items_hi = (e * bound.items_s for e in (efficiency, lo, hi))
     needed = memory_needed(traffic, batch, target.kind)
+    usable = target.usable_memory_bytes
     # without traced activations (a sampling run) only the weights are known: no largest batch to give
-    largest: int | None = max_batch(traffic, target.memory_bytes, target.kind) if work.traced_bytes else None
-    fits = batch <= largest if largest is not None else needed <= target.memory_bytes
-    notes = [n for n in (note, work.note) if n]
-    if efficiency < OVERHEAD_BOUND_EFFICIENCY:
-        notes.append(
-            f"efficiency {efficiency:.1e} on the measured device: per-call overhead, not the roofline, "
-            "limits it there, so this projection is unreliable"
-        )
+    largest: int | None = max_batch(traffic, usable, target.kind) if work.traced_bytes else None
+    fits = batch <= largest if largest is not None else needed <= usable
+    power = (
+        ""
+        if target.mode is None or target.tdp is None
+        else f"items/J at the {target.mode} mode's {target.tdp.value:g} W"
+    )
+    notes = [n for n in (note, work.note, _memory_note(target), power) if n]
     row["reason"] = "; ".join(notes)
     row.update(
         target_precision=key,
-        calibrated_from=f"{central['pipeline']}@{int(central['batch_size'])}",
+        calibrated_from=calibration.calibrated_from,
         gflops_per_item=flops / 1e9,
         mb_moved_per_item=moved / 1e6 if work.traced_bytes else math.nan,
         arithmetic_intensity_flop_per_byte=bound.intensity if work.traced_bytes else math.nan,
@@ -363,10 +496,16 @@ def _fill(
         max_batch=largest,
     )
     if not fits:
+        of = "usable " if target.shared_memory and target.os_reserve is not None else ""
         row.update(
             status="does-not-fit",
-            reason=f"needs {needed / GIB:.1f} GiB of {target.memory_bytes / GIB:.1f} GiB"
-            + (f"; largest batch {largest}" if largest is not None else ""),
+            reason="; ".join(
+                [
+                    f"needs {needed / GIB:.1f} GiB of {usable / GIB:.1f} GiB {of}".rstrip()
+                    + (f"; largest batch {largest}" if largest is not None else ""),
+                    *notes,
+                ]
+            ),
         )
         return
     per_call = batch * work.items_per_sequence

@@ -18,8 +18,12 @@ from bench.core.errors import EnvironmentProblem, RunError, UsageError
 
 DEVICES_EXAMPLES = """examples:
   python -m bench devices
+  python -m bench devices --kind tpu,fpga               # kinds: gpu, cpu, tpu, accelerator, fpga, edge-gpu
   python -m bench devices --sources
   python -m bench devices --catalog my-devices.toml     # your entries merged over the built-in ones
+
+Kinds genbench cannot measure on (tpu, accelerator, fpga, edge-gpu) are projected with their kind's
+published prior efficiency, as `uncalibrated` rows; the kinds table says which and why.
 """
 
 PEAK_EXAMPLES = """examples:
@@ -35,10 +39,13 @@ PROJECT_EXAMPLES = """examples:
   python -m bench project --from results/CPU_RUN --targets h100-sxm --check results/H100_RUN
   python -m bench project --from results/RUN --targets xeon-spr-core:8,l4 --batch-sizes 1,8,64 --csv proj.csv
   python -m bench project --from results/GPT_RUN --targets h100-sxm,l4 --batch-sizes 1,8,32   # TTFT, TPOT, tokens/s
+  python -m bench project --from results/RUN --targets tpu-v5e,inf2,gaudi3,jetson-orin-nano@15w --plot proj.png
 
 A generate cell projects as two rows: prefill (latency: TTFT) and decode (latency: TPOT, items/s:
 the batch's tokens/s; a step reads the measured decode bytes, weights + KV cache, at the measured
 share of the bandwidth); a sample cell by its FLOPs alone. The `bound` column names the roof and phase.
+Targets of a kind genbench cannot measure (TPU, accelerator, FPGA, Jetson) use their kind's published prior
+efficiency with a wide band and say `uncalibrated`; KEY@MODE is a power mode (jetson-orin-nano@7w).
 """
 
 
@@ -55,6 +62,11 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Callable[[argparse.Na
         "--catalog", type=Path, help="TOML file of your own devices, merged over the built-in catalogue"
     )
     dev.add_argument("--sources", action="store_true", help="list the source of every figure")
+    dev.add_argument(
+        "--kind",
+        metavar="KINDS",
+        help="comma-separated kinds to list: gpu, cpu, tpu, accelerator, fpga, edge-gpu",
+    )
 
     peak = sub.add_parser(
         "peak",
@@ -94,7 +106,7 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Callable[[argparse.Na
     proj.add_argument(
         "--targets",
         help="comma-separated device keys or aliases; 'self' is the run's own device; KEY:N for N cores "
-        "of a per-core entry (default: every catalogue entry)",
+        "of a per-core entry, KEY@MODE for a power mode (default: every catalogue entry)",
     )
     proj.add_argument(
         "--batch-sizes", help="comma-separated batch sizes to project (default: those in the run)"
@@ -103,6 +115,11 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Callable[[argparse.Na
         "--catalog", type=Path, help="TOML file of your own devices, merged over the built-in catalogue"
     )
     proj.add_argument("--csv", type=Path, help="where to write the tidy table (default: RUN/projection.csv)")
+    proj.add_argument(
+        "--plot", type=Path, metavar="FILE.png",
+        help="also draw projected throughput against price per target, kinds coloured, bands as error bars "
+        "(needs matplotlib, the report extra)",
+    )  # fmt: skip
     proj.add_argument(
         "--check", type=Path, metavar="RUN",
         help="a run measured on one of the targets: report projected vs measured throughput",
@@ -145,9 +162,15 @@ def _print(*renderables: Any) -> None:
 
 # ----------------------------------------------------------------- devices
 def cmd_devices(args: argparse.Namespace) -> int:
+    from bench.hardware.catalog import CatalogError
     from bench.render.hardware import devices_tables
 
     catalog = _catalog(args.catalog)
+    if args.kind:
+        try:
+            catalog = catalog.of_kinds([k.strip() for k in args.kind.split(",") if k.strip()])
+        except CatalogError as exc:
+            raise _usage(str(exc)) from None
     _print(*devices_tables(catalog, wide_console().width, sources=args.sources))
     return 0
 
@@ -252,6 +275,7 @@ def cmd_project(args: argparse.Namespace) -> int:
     batch_sizes = _batch_sizes(args.batch_sizes)
     catalog = _catalog(args.catalog)
     csv = _csv_path(args)  # before anything slow: a table that would overwrite an input fails at once
+    _check_plot_path(args.plot)
     cells, device_name, device, threads, run_id = _run_facts(args.from_run)
     names = [t.strip() for t in args.targets.split(",") if t.strip()] if args.targets else None
     targets = []
@@ -306,7 +330,37 @@ def cmd_project(args: argparse.Namespace) -> int:
     except OSError as exc:  # a read-only folder, a full disk
         raise EnvironmentProblem(f"cannot write the projection table {csv}: {exc.strerror or exc}") from None
     _print_projection(frame, source, check, csv, args)
+    if args.plot is not None:
+        _write_plot(frame, args.plot)
     return 0
+
+
+def _check_plot_path(plot: Path | None) -> None:
+    """A --plot that cannot be drawn fails before anything runs: no matplotlib, or not a .png file."""
+    if plot is None:
+        return
+    from bench.core.optional import missing
+
+    why = missing("matplotlib")
+    if why:
+        raise _usage(f"--plot draws with matplotlib: {why}")
+    if plot.suffix.lower() != ".png" or plot.is_dir():
+        raise _usage(f"--plot {plot}: give a .png file name")
+
+
+def _write_plot(frame: Any, plot: Path) -> None:
+    from bench.render.hardware import projection_figure
+
+    png = projection_figure(frame)
+    if png is None:
+        wide_console().print(f"no plot: no target has a projected row to draw ({plot} not written)")
+        return
+    try:
+        plot.parent.mkdir(parents=True, exist_ok=True)
+        plot.write_bytes(png)
+    except OSError as exc:
+        raise EnvironmentProblem(f"cannot write the plot {plot}: {exc.strerror or exc}") from None
+    wide_console().print(f"plot written to {plot}")
 
 
 #: a run folder's own files, which --csv must not overwrite

@@ -1,10 +1,13 @@
-"""Tables of the hardware commands: the device catalogue (and its sources), a measured peak, a projection.
+"""Tables and the plot of the hardware commands: the device catalogue (its kinds and sources), a measured peak,
+a projection and its throughput-vs-price figure.
 
-Each builder takes the console's width and returns what to print, in order:
+Each table builder takes the console's width and returns what to print, in order:
 tables, then plain text blocks (numbered notes, the columns left out at this
 width). What matters most stays at any width: the device key and name and the
 fp32/fp16/bf16 peaks, memory and bandwidth; a projection's target, model,
 pipeline, batch and items/s. Long text (sources, reasons) is a numbered note.
+A figure the vendor does not publish, or the hardware lacks, shows as "-"; ``--sources`` says which.
+``projection_figure`` imports matplotlib inside itself.
 """
 
 from __future__ import annotations
@@ -23,9 +26,20 @@ from bench.render.tables import Cell, Column, Notes, below, fit_table
 _FACTORS = {unit: factor for table in UNITS.values() for unit, factor in table.items()}
 
 
+#: what the sources table says of a figure the vendor does not publish (``missing = true`` in the catalogue)
+NOT_PUBLISHED = "not published"
+
+
 def display_value(figure: Figure | None, unit: str, digits: int = 4) -> str:
     """A figure in ``unit`` (one of those UNITS accepts), '-' when absent."""
     return "-" if figure is None else num(figure.value / _FACTORS[unit], digits)
+
+
+def _shown(spec: DeviceSpec, name: str, unit: str, prefix: str = "") -> str:
+    """A device's figure ``name`` in ``unit``, '-' where there is none (``--sources`` says whether the vendor
+    publishes none or the hardware lacks it)."""
+    figure = getattr(spec, name)
+    return "-" if figure is None else prefix + display_value(figure, unit)
 
 
 # ----------------------------------------------------------------- devices
@@ -38,18 +52,19 @@ def _device_row(key: str, spec: DeviceSpec) -> list[Cell]:
         fig = spec.peak[precision]
         unit = "TOPS" if precision == "int8" else "TFLOPS"
         peaks.append("-" if fig is None else display_value(fig, unit) + ("*" if fig.sparse else ""))
-    name = spec.name if spec.per != "core" or "per core" in spec.name else f"{spec.name} (per core)"
-    price = "-" if spec.price is None else "~" + display_value(spec.price, "USD")
-    cloud = "-" if spec.cloud_price is None else "~" + display_value(spec.cloud_price, "USD/h")
+    name = spec.name if spec.per != "core" or "per" in spec.name else f"{spec.name} (per core)"
     kind = spec.kind + ("/core" if spec.per == "core" else "")
+    memory = display_value(spec.memory, "GiB") + ("s" if spec.shared_memory else "")
+    tdp = _shown(spec, "tdp", "W") + ("m" if spec.power_modes else "")
     return [
-        key, name, kind, *peaks, display_value(spec.memory, "GiB"), display_value(spec.memory_bandwidth, "GB/s"),
-        display_value(spec.tdp, "W"), price, cloud,
+        key, name, kind, *peaks, memory, display_value(spec.memory_bandwidth, "GB/s"),
+        tdp, _shown(spec, "price", "USD", "~"), _shown(spec, "cloud_price", "USD/h", "~"),
     ]  # fmt: skip
 
 
 def devices_tables(catalog: Catalog, width: int, sources: bool = False) -> list[Any]:
-    """The catalogue at ``width`` columns; with ``sources``, every figure's source as numbered notes."""
+    """The catalogue at ``width`` columns, then its kinds; with ``sources``, every figure's source as numbered
+    notes and the published results behind each kind's prior."""
     columns = [
         Column("key", fixed=True), Column("name"), Column("kind", fixed=True, drop=3),
         *(Column.number(p, drop=_PEAK_DROP[p]) for p in PRECISIONS),
@@ -59,18 +74,87 @@ def devices_tables(catalog: Catalog, width: int, sources: bool = False) -> list[
     rows = [_device_row(key, spec) for key, spec in catalog.devices.items()]
     title = (
         f"device catalogue {catalog.version} ({', '.join(catalog.files)}): dense peaks, TFLOPS (int8: TOPS); "
-        "* = the vendor also quotes 2x with sparsity"
+        "* = the vendor also quotes 2x with sparsity; - = no figure: unsupported, or not published (`--sources`)"
     )
     table, left_out = fit_table(
         columns, rows, width, title=title, title_justify="left", elsewhere="a wider console shows them"
     )
     footer = (
-        "prices are indicative (rounded; dated in the catalogue): `--sources` lists every figure's source"
+        "prices are indicative (rounded; dated in the catalogue); memory 's': shared with the CPU (the OS keeps "
+        "part of it); TDP 'm': power modes (KEY@MODE); `--sources` lists every figure's source"
     )
     out: list[Any] = [table, *below(left_out, footer)]
+    out += kinds_tables(catalog, width)
     if sources:
         out += sources_tables(catalog, width)
+        out += prior_tables(catalog, width)
     return out
+
+
+def kinds_tables(catalog: Catalog, width: int) -> list[Any]:
+    """The kinds of the listed devices: stack, whether genbench measures on them, precisions, prior efficiency."""
+    shown = dict.fromkeys(spec.kind for spec in catalog.devices.values())
+    notes = Notes()
+    rows: list[list[Cell]] = []
+    for kind in shown:
+        info = catalog.kinds.get(kind)
+        if info is None:
+            continue
+        prior = info.prior
+        prior_text = (
+            "-" if prior is None else f"{num(prior.value, 3)} ({num(prior.lo, 2)}..{num(prior.hi, 2)})"
+        )
+        modes = [
+            f"{s.key}@{'|'.join(s.power_modes)}"
+            for s in catalog.devices.values()
+            if s.kind == kind and s.power_modes
+        ]
+        rows.append(
+            [
+                kind, info.stack, notes.ref(info.measurable_note) if not info.measurable else info.measurable_note,
+                ", ".join(info.precisions), prior_text if not info.measurable else "measured",
+                ", ".join(modes),
+            ]
+        )  # fmt: skip
+    if not rows:
+        return []
+    columns = [
+        Column("kind", fixed=True), Column("software stack", min_width=20), Column("genbench measures it?", min_width=12),
+        Column("native precisions", drop=2), Column("efficiency used", fixed=True), Column("power modes", drop=1),
+    ]  # fmt: skip
+    title = (
+        "kinds: a kind genbench cannot measure on is projected with its prior efficiency (median, and spread, of "
+        "published results as a fraction of peak), rows `uncalibrated`"
+    )
+    table, left_out = fit_table(columns, rows, width, title=title, title_justify="left")
+    return [table, *below(*(f"{line}" for line in notes.lines()), left_out)]
+
+
+def prior_tables(catalog: Catalog, width: int) -> list[Any]:
+    """Every published result behind the priors: items/s, devices, work per item, the peak, the efficiency."""
+    notes = Notes()
+    rows: list[list[Cell]] = []
+    kinds = dict.fromkeys(spec.kind for spec in catalog.devices.values())
+    for kind in kinds:
+        info = catalog.kinds.get(kind)
+        if info is None or info.prior is None:
+            continue
+        for point in info.prior.points:
+            rows.append(
+                [
+                    kind, point.result, num(point.items_s, 6), str(point.devices), num(point.gflop_per_item, 6),
+                    num(point.peak_tflops, 5), num(point.efficiency, 3), notes.ref(point.source),
+                ]
+            )  # fmt: skip
+    if not rows:
+        return []
+    columns = [
+        Column("kind", fixed=True), Column("published result", min_width=20), Column.number("items/s"),
+        Column.number("devices"), Column.number("GFLOP/item", drop=2), Column.number("peak T/device", drop=2),
+        Column.number("of peak"), Column("source", fixed=True),
+    ]  # fmt: skip
+    table, left_out = fit_table(columns, rows, width, title="priors", title_justify="left")
+    return [table, *below(left_out, *notes.lines())]
 
 
 def sources_tables(catalog: Catalog, width: int) -> list[Any]:
@@ -82,7 +166,13 @@ def sources_tables(catalog: Catalog, width: int) -> list[Any]:
         figures += [
             (f, getattr(spec, f)) for f in ("memory", "memory_bandwidth", "tdp", "price", "cloud_price")
         ]
+        if spec.os_reserve is not None:
+            figures.append(("os_reserve", spec.os_reserve))
+        figures += [(f"power_modes.{m}.power", mode.power) for m, mode in spec.power_modes.items()]
         for name, fig in figures:
+            if fig is None and name in spec.missing:
+                rows.append([key, name, NOT_PUBLISHED, "", notes.ref(spec.missing[name])])
+                continue
             if fig is None:
                 source = spec.unsupported.get(name.removeprefix("peak."), "")
                 rows.append([key, name, "unsupported", "", notes.ref(source)])
@@ -174,6 +264,7 @@ def _projection_row(r: Any, notes: Notes, with_check: bool, phases: bool = False
         str(r.batch_size),
         num(r.throughput_items_s) if ok else "-",
         f"{num(r.throughput_items_s_lo)}..{num(r.throughput_items_s_hi)}" if ok else "-",
+        str(r.calibration) if shown else "-",
         num(r.latency_ms) if ok else "-",
         f"{r.target_precision} {num(r.target_peak_tflops)}T" if shown else "-",
         str(r.bound) if shown else "-",
@@ -195,7 +286,8 @@ def projection_tables(
     columns = [
         Column("target", fixed=True), Column("model", fixed=True), Column("pipeline", fixed=True),
         *([Column("phase", fixed=True)] if phases else []), Column.number("batch"), Column.number("items/s"),
-        Column.number("band", drop=1), Column.number("latency ms", drop=2), Column.number("peak", drop=5),
+        Column.number("band", drop=1), Column("calibration", fixed=True, drop=2),
+        Column.number("latency ms", drop=2), Column.number("peak", drop=5),
         Column("bound", fixed=True, drop=2 if phases else 5),
         Column("fits (max batch)", fixed=True, drop=3), Column.number("items/s per k$", drop=3),
         Column.number("$ per M items", drop=4), Column.number("items/J", drop=4), Column("notes", fixed=True),
@@ -206,7 +298,8 @@ def projection_tables(
     rows = [_projection_row(r, notes, with_check, phases) for r in frame.itertuples(index=False)]
     title = (
         "projected throughput = efficiency on the measured device x the target's roofline bound "
-        "(band: min..max efficiency over the pipeline family's cells)"
+        "(band: min..max efficiency over the pipeline family's cells); `uncalibrated` rows (kinds genbench "
+        "cannot measure) use the kind's published prior efficiency and a wide band instead"
     )
     if phases:
         title += (
@@ -238,3 +331,111 @@ def projection_tables(
         out += below(summary)
     out += below(f"table written to {csv}")
     return out
+
+
+# ----------------------------------------------------------------- project: the plot
+#: kinds in the order their colours are given, so a kind keeps its colour from one plot to the next
+KIND_ORDER = ("gpu", "cpu", "tpu", "accelerator", "fpga", "edge-gpu")
+
+
+def _best_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per panel (model, size, phase) and target: the ok row with the highest projected items/s."""
+    ok = frame[
+        (frame["status"] == "ok") & pd.to_numeric(frame["throughput_items_s"], errors="coerce").notna()
+    ]
+    if ok.empty:
+        return ok
+    ok = ok.assign(throughput_items_s=pd.to_numeric(ok["throughput_items_s"]))
+    index = ok.groupby(["model", "size", "phase", "target"], sort=False)["throughput_items_s"].idxmax()
+    return ok.loc[index.to_numpy()]
+
+
+def projection_figure(frame: pd.DataFrame) -> bytes | None:
+    """Projected throughput against purchase price, one point per target and panel, every kind coloured.
+
+    A panel is one model, size and phase; a target's point is its best projected row there
+    (the label names pipeline and batch), with the band as an error bar. Uncalibrated targets
+    (kinds genbench cannot measure) are hollow and labelled so. Targets the catalogue gives
+    no purchase price for sit in a strip of their own beside the price axis rather than
+    being left out, so every kind shows with its band. None when no row has a projection.
+    """
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+
+    from bench.render.figure import FONT, MAX_WIDTH_IN, colors_for, figure_png, plain_log_labels
+
+    best = _best_rows(frame)
+    if best.empty:
+        return None
+    panels = list(dict.fromkeys(zip(best["model"], best["size"], best["phase"], strict=True)))
+    kinds = [k for k in KIND_ORDER if k in set(best["target_kind"])] + sorted(
+        set(best["target_kind"]) - set(KIND_ORDER)
+    )
+    colors = colors_for(list(KIND_ORDER) + [k for k in kinds if k not in KIND_ORDER])
+    fig = Figure(figsize=(min(MAX_WIDTH_IN, 9.0), 3.6 * len(panels)), layout="constrained")
+    grid = fig.add_gridspec(len(panels), 2, width_ratios=(3, 1))
+    for i, (model, size, phase) in enumerate(panels):
+        rows = best[(best["model"] == model) & (best["size"] == size) & (best["phase"] == phase)]
+        priced_ax = fig.add_subplot(grid[i, 0])
+        unpriced_ax = fig.add_subplot(grid[i, 1], sharey=priced_ax)
+        price = pd.to_numeric(rows["items_s_per_kusd"], errors="coerce")
+        priced = rows[price.notna()]
+        unpriced = rows[price.isna()]
+        for ax, sub, xs in (
+            (
+                priced_ax,
+                priced,
+                1000.0 * priced["throughput_items_s"] / pd.to_numeric(priced["items_s_per_kusd"]),
+            ),
+            (unpriced_ax, unpriced, pd.Series(range(len(unpriced)), index=unpriced.index, dtype=float)),
+        ):
+            for (_, r), x in zip(sub.iterrows(), xs, strict=True):
+                color = colors[r["target_kind"]]
+                y, lo, hi = (
+                    float(r[c])
+                    for c in ("throughput_items_s", "throughput_items_s_lo", "throughput_items_s_hi")
+                )
+                uncal = r["calibration"] == "uncalibrated"
+                ax.errorbar(
+                    [x], [y], yerr=[[y - lo], [hi - y]], fmt="o", color=color, ecolor=color, capsize=3,
+                    markerfacecolor="white" if uncal else color, markersize=6, elinewidth=1.2,
+                )  # fmt: skip
+                label = f"{r['target']}{' (uncalibrated)' if uncal else ''}\n{r['pipeline']} b{int(r['batch_size'])}"
+                ax.annotate(
+                    label,
+                    (x, y),
+                    xytext=(5, 3),
+                    textcoords="offset points",
+                    fontsize=FONT - 1,
+                    color="#222222",
+                )
+        item = str(rows["item"].iloc[0]) if "item" in rows and len(rows) else "items"
+        priced_ax.set_yscale("log")
+        priced_ax.set_ylabel(f"projected {item}/s ({phase})", fontsize=8)
+        priced_ax.set_title(f"{model} {size}: best projected row per target", fontsize=9)
+        if not priced.empty:
+            priced_ax.set_xscale("log")
+            plain_log_labels(priced_ax.xaxis)
+            priced_ax.margins(x=0.3)
+        priced_ax.set_xlabel("purchase price, USD (indicative)", fontsize=8)
+        plain_log_labels(priced_ax.yaxis)
+        unpriced_ax.set_xticks([])
+        unpriced_ax.set_xlim(-0.5, max(len(unpriced), 1) + 0.5)
+        unpriced_ax.set_xlabel("no purchase price\nin the catalogue", fontsize=8)
+        unpriced_ax.tick_params(labelleft=False)
+    handles = [Line2D([], [], marker="o", linestyle="", color=colors[k], label=k) for k in kinds]
+    handles += [
+        Line2D([], [], marker="o", linestyle="", color="#555555", label="measured efficiency"),
+        Line2D(
+            [],
+            [],
+            marker="o",
+            linestyle="",
+            color="#555555",
+            markerfacecolor="white",
+            label="uncalibrated (prior)",
+        ),
+    ]
+    fig.legend(handles=handles, loc="outside lower center", fontsize=FONT, ncols=min(len(handles), 5))
+    fig.suptitle("projected throughput vs price (error bars: the band)", fontsize=10)
+    return figure_png(fig)
