@@ -325,8 +325,9 @@ def _prior(target: DeviceSpec, central: Any) -> Calibration:
     assert kind is not None and kind.prior is not None  # the catalogue insists on a prior for such kinds
     prior = kind.prior
     lo, hi = prior.lo / UNCALIBRATED_SPREAD, min(1.0, prior.hi * UNCALIBRATED_SPREAD)
+    stack = kind.stack.replace("; ", ", ")  # "; " separates a row's notes
     note = (
-        f"uncalibrated: genbench cannot measure on {target.kind} ({kind.stack}), so the measured device's "
+        f"uncalibrated: genbench cannot measure on {target.kind} ({stack}), so the measured device's "
         f"efficiency does not carry over; the {target.kind} prior {prior.value:.3g} is the median of "
         f"{len(prior.points)} published result(s) ({prior.lo:.3g}..{prior.hi:.3g} of peak, "
         "`bench devices --sources` lists them), banded x"
@@ -476,7 +477,13 @@ def _fill(
         if target.mode is None or target.tdp is None
         else f"items/J at the {target.mode} mode's {target.tdp.value:g} W"
     )
-    notes = [n for n in (note, work.note, _memory_note(target), power) if n]
+    prior_on_memory = ""
+    if calibration.calibration == "uncalibrated" and bound.bound == "memory":
+        prior_on_memory = (
+            "memory-bound here, while the prior comes from compute-bound published runs, and genbench's traced "
+            "traffic is an upper bound: this row is on the pessimistic side"
+        )
+    notes = [n for n in (note, prior_on_memory, work.note, _memory_note(target), power) if n]
     row["reason"] = "; ".join(notes)
     row.update(
         target_precision=key,

@@ -373,7 +373,7 @@ def projection_figure(frame: pd.DataFrame) -> bytes | None:
     )
     colors = colors_for(list(KIND_ORDER) + [k for k in kinds if k not in KIND_ORDER])
     fig = Figure(figsize=(min(MAX_WIDTH_IN, 9.0), 3.6 * len(panels)), layout="constrained")
-    grid = fig.add_gridspec(len(panels), 2, width_ratios=(3, 1))
+    grid = fig.add_gridspec(len(panels), 2, width_ratios=(3, 2))
     for i, (model, size, phase) in enumerate(panels):
         rows = best[(best["model"] == model) & (best["size"] == size) & (best["phase"] == phase)]
         priced_ax = fig.add_subplot(grid[i, 0])
@@ -437,5 +437,9 @@ def projection_figure(frame: pd.DataFrame) -> bytes | None:
         ),
     ]
     fig.legend(handles=handles, loc="outside lower center", fontsize=FONT, ncols=min(len(handles), 5))
-    fig.suptitle("projected throughput vs price (error bars: the band)", fontsize=10)
+    undrawn = [t for t in dict.fromkeys(frame["target"]) if t not in set(best["target"])]
+    title = "projected throughput vs price (error bars: the band)"
+    if undrawn:  # a target without a projected row is named, never silently absent
+        title += f"\nnot drawn, no projected row (the table says why): {', '.join(undrawn)}"
+    fig.suptitle(title, fontsize=9)
     return figure_png(fig)
