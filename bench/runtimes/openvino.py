@@ -95,6 +95,31 @@ class _Prepared:
     feeds: tuple[list[np.ndarray], ...]
 
 
+#: the plugin's layer types that carry the weights (and so most of the work) of these models
+WEIGHTED_LAYERS: tuple[str, ...] = ("Convolution", "Deconvolution", "FullyConnected", "MatMul")
+
+
+def executed_precisions(compiled: Any) -> str:
+    """``Convolution=i8:62 Deconvolution=u8:4,i8:1``: the precision each weighted layer of the compiled
+    model runs in, read from the plugin's runtime model. What NNCF quantized is not always what runs in
+    int8: this is what does (the DCGAN's ConvTranspose layers run as u8/i8 Deconvolution on the CPU plugin,
+    where onnxruntime's CPU EP has no int8 ConvTranspose kernel)."""
+    counts: dict[str, dict[str, int]] = {}
+    for op in compiled.get_runtime_model().get_ordered_ops():
+        info = op.get_rt_info()
+        layer = info["layerType"].astype(str)
+        if layer in WEIGHTED_LAYERS:
+            precision = info["runtimePrecision"].astype(str)
+            counts.setdefault(layer, {})[precision] = counts.setdefault(layer, {}).get(precision, 0) + 1
+    return (
+        " ".join(
+            f"{layer}=" + ",".join(f"{p}:{n}" for p, n in sorted(by.items()))
+            for layer, by in sorted(counts.items())
+        )
+        or "none"
+    )
+
+
 @register_runtime("openvino")
 class OpenVinoRuntime:
     """One OpenVINO Core and IR for one artifact; see the module docstring for the configuration."""
@@ -149,7 +174,8 @@ class OpenVinoRuntime:
             self.notes = (
                 f"openvino hint={self.artifact.performance_hint} streams={compiled.get_property('NUM_STREAMS')} "
                 f"threads={compiled.get_property('INFERENCE_NUM_THREADS')} requests={count} "
-                f"inference_precision={compiled.get_property('INFERENCE_PRECISION_HINT').get_type_name()}",
+                f"inference_precision={compiled.get_property('INFERENCE_PRECISION_HINT').get_type_name()} "
+                f"executed {executed_precisions(compiled)}",
             )
         return entry
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import importlib.util
 from pathlib import Path
 
@@ -162,8 +163,11 @@ def test_openvino_bf16_is_close_to_fp32(tmp_path: Path) -> None:
 
 @needs_openvino
 def test_ov_int8_quantizes_the_unet_within_30_db(tmp_path: Path) -> None:
-    art, psnr, _ = run_pipeline("ov-int8", "unet", tmp_path)
+    art, psnr, notes = run_pipeline("ov-int8", "unet", tmp_path)
     assert art.precision == "int8"
+    assert re.search(r"executed .*Convolution=[^ ]*[iu]8:\d+", notes[0]), (
+        notes
+    )  # the plugin runs them in int8
     assert psnr >= 30, f"ov-int8 at {psnr:.1f} dB"
     note = next(n for n in art.notes if n.startswith("nncf"))
     done, total = (int(x) for x in note.split("Convolution=")[1].split()[0].split("/"))
@@ -206,7 +210,8 @@ def test_offline_uses_the_throughput_hint_and_splits_the_batch(tmp_path: Path) -
 @needs_openvino
 def test_a_new_batch_size_compiles_its_own_model(tmp_path: Path) -> None:
     spec = get_model("dcgan")
-    art, _, _ = run_pipeline("openvino", "dcgan", tmp_path, batch=2)
+    art, _, notes = run_pipeline("openvino", "dcgan", tmp_path, batch=2)
+    assert re.search(r"executed Deconvolution=f32:\d+$", notes[0]), notes
     runtime = load(art, CPU)
     for batch in (1, 3):
         inputs = spec.example_inputs(batch, "tiny", 0)
