@@ -39,13 +39,13 @@ from typing import Any
 
 from bench.cluster.placement import Placement, device_classes, placement_for, unfit_reason
 from bench.core.errors import EnvironmentProblem, UsageError
-from bench.core.statuses import STATUSES
 from bench.core.text import one_line
 from bench.harness.config import RunConfig
 from bench.harness.executor import CellRecord
 from bench.harness.isolation import ReportedCell
+from bench.harness.isolation import _row_problem as row_problem  # the check a local worker's row gets
 from bench.harness.plan import Cell
-from bench.harness.result import PARTS, CellIdentity, CellOutcome, CellResult
+from bench.harness.result import CellIdentity, CellOutcome, CellResult
 
 #: seconds each attempt of a task may run past its cell's timeout: the Ray worker's start, the fork
 #: server's (its imports: 2.3 s then 5.5 s to the first cell's reply, measured on a 2-core VM), the
@@ -61,7 +61,6 @@ PLAN_TIMEOUT_S = 300.0
 POLL_S = 0.5
 NODE_CHECK_S = 10.0
 RAY_EXTRA = "pip install 'genbench[ray]'"
-_ROW_COLUMNS = frozenset(c for part in PARTS for c in part.COLUMNS)
 
 
 class RaySession:
@@ -320,7 +319,7 @@ class RayExecutor:
             return self._fault(task, "error", f"the node's reply is malformed: {exc}")
         if row is None:
             return self._fault(task, "error", f"the node could not plan the cell: {error}")
-        problem = _row_problem(row)
+        problem = row_problem(row)
         if problem is not None:
             return self._fault(task, "error", f"the node's row is malformed: {problem}")
         row["notes"] = _joined(row.get("notes"), self._where(task))
@@ -460,16 +459,6 @@ class RayExecutor:
         with contextlib.suppress(Exception):
             self.ray.wait(refs, num_returns=len(refs), timeout=CANCEL_GRACE_S)
         self._nodes_used.clear()
-
-
-def _row_problem(row: dict[str, Any]) -> str | None:
-    """What is wrong with a row a node sent: columns other than the schema's, or an unknown status."""
-    extra, missing = set(row) - _ROW_COLUMNS, _ROW_COLUMNS - set(row)
-    if extra or missing:
-        return f"columns {sorted(extra)} unexpected, {sorted(missing)} missing"
-    if row.get("status") not in STATUSES:
-        return f"status {row.get('status')!r}"
-    return None
 
 
 def _joined(*notes: Any) -> str | None:

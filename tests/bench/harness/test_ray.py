@@ -20,8 +20,6 @@ from typing import Any
 
 import pandas as pd
 import pytest
-import torch
-from torch import nn
 
 from bench.core.device import Device
 from bench.harness.config import RunConfig
@@ -31,6 +29,7 @@ from bench.harness.runner import Runner
 from bench.results.store import load_run
 from bench.results.writer import ResultWriter
 from optimizers.registry import parse_pipeline
+from tests.bench.harness.faulty_models import FAULT_BATCH, _factory
 from tests.conftest import FAST
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed: pip install 'genbench[ray]'")
@@ -39,29 +38,12 @@ from bench.cluster import node as node_module  # noqa: E402  (after the skip: it
 from bench.cluster.driver import ClassPlan, RayExecutor, connect, plan_classes  # noqa: E402
 
 HERE = "tests.bench.harness.test_ray"
-FAULT_BATCH = 3
 MARKS = "GENBENCH_TEST_RAY_MARKS"  # a folder the nodes' cells leave marks in (inherited from the raylets)
 #: the cluster has a GPU by Ray's count, so the default class would be cuda: these cells are CPU cells
 RAY = {**FAST, "isolation": "process", "ray": "test", "threads": 1, "devices": ("cpu",)}
 
 
 # ------------------------------------------------------------------ models that fail on a node
-class _Faulty(nn.Module):
-    def __init__(self, fault: Callable[[], None]) -> None:
-        super().__init__()
-        self.linear = nn.Linear(8, 8)
-        self.fault = fault
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.device.type == "cpu" and x.shape[0] == FAULT_BATCH:  # the work trace runs batches 1, 2 on meta
-            self.fault()
-        return self.linear(x)
-
-
-def _factory(fault: Callable[[], None]) -> tuple[nn.Module, Callable[[int], tuple[torch.Tensor, ...]]]:
-    return _Faulty(fault), lambda batch: (torch.randn(batch, 8),)
-
-
 def _kill_the_ray_worker() -> None:
     """SIGKILL the Ray worker running this cell: the cell's worker -> its fork server -> the Ray worker."""
     import psutil
