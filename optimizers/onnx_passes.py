@@ -203,6 +203,7 @@ class Onnx(Pass):
                 precision=art.precision,
                 exporter=exporter,
                 notes=(*art.notes, note, f"export_s={seconds:.1f}"),
+                spinning=ctx.scenario != "server",
             )
         raise RuntimeError(f"ONNX export failed: {'; '.join(failures)}")
 

@@ -87,6 +87,9 @@ class OnnxArtifact:
     exporter: str = ""
     provider: str | None = None
     notes: tuple[str, ...] = ()
+    #: whether onnxruntime's pool threads may busy-wait after a call (its default): off in a server
+    #: load, whose load generator and batcher share the cores (bench.runtimes.ort)
+    spinning: bool = True
     kind: str = field(default="onnx", init=False)
 
     def evolve(self, **changes: Any) -> OnnxArtifact:

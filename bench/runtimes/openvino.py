@@ -35,6 +35,7 @@ import torch
 
 from bench.core.artifact import OpenVinoArtifact
 from bench.core.device import Device
+from bench.core.errors import NotApplicable
 from bench.core.onnx_names import input_positions
 from bench.core.optional import missing
 from bench.runtimes.base import register_runtime
@@ -142,6 +143,13 @@ class OpenVinoRuntime:
 
         self.artifact = artifact
         self.core = ov.Core()
+        if artifact.inference_precision == "bf16" and "BF16" not in self.core.get_property(
+            "CPU", "OPTIMIZATION_CAPABILITIES"
+        ):
+            raise NotApplicable(
+                "openvino:bf16: this CPU has no native bf16 (OpenVINO's CPU plugin would run f32 and the row "
+                "would be labelled bf16)"
+            )
         self.model = self.core.read_model(str(artifact.path))
         self.threads = torch.get_num_threads()
         self.config: dict[str, Any] = {
@@ -153,9 +161,16 @@ class OpenVinoRuntime:
         self._compiled: dict[tuple[tuple[int, ...], ...], _Compiled] = {}
         self.notes: tuple[str, ...] = ()
 
-    def _compile(self, shapes: tuple[tuple[int, ...], ...]) -> _Compiled:
-        """The model compiled for these input shapes (compiled once per shape)."""
-        found = self._compiled.get(shapes)
+    def _compile(
+        self, shapes: tuple[tuple[int, ...], ...], hint: str, streams: int | None = None
+    ) -> _Compiled:
+        """The model compiled for these input shapes under ``hint`` (once per shape, hint and stream count).
+
+        ``streams`` fixes the stream count (and so the requests) of a throughput compile whose batch is
+        split; otherwise the plugin chooses.
+        """
+        key = (shapes, hint, streams)
+        found = self._compiled.get(key)
         if found is not None:
             return found
         import openvino as ov
@@ -164,60 +179,64 @@ class OpenVinoRuntime:
         model.reshape(
             {port: ov.PartialShape(list(shape)) for port, shape in zip(model.inputs, shapes, strict=True)}
         )
-        compiled = self.core.compile_model(model, "CPU", self.config)
+        config = {**self.config, "PERFORMANCE_HINT": hint, **({"NUM_STREAMS": streams} if streams else {})}
+        compiled = self.core.compile_model(model, "CPU", config)
+        got = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+        if got != self.artifact.inference_precision:
+            raise NotApplicable(
+                f"OpenVINO's CPU plugin computes this model in {got}, not the {self.artifact.inference_precision} "
+                "asked for (no native bf16 here): the row would not measure what it is labelled"
+            )
         count = 1
-        if self.artifact.performance_hint == "THROUGHPUT":
-            count = max(1, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
+        if hint == "THROUGHPUT":
+            count = streams or max(1, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
         entry = _Compiled(compiled, [compiled.create_infer_request() for _ in range(count)])
-        self._compiled[shapes] = entry
-        if not self.notes:  # the first shape's (the cell's own batch): what the row reports
+        self._compiled[key] = entry
+        return entry
+
+    def prepare(self, inputs: tuple[torch.Tensor, ...]) -> _Prepared:
+        """Inputs as numpy in the model's types; under the throughput hint, split over the requests.
+
+        A throughput compile of the whole batch says how many requests the plugin would run at once;
+        a batch that splits evenly into that many runs as that many requests on as many streams, one
+        that does not runs as one request on one stream with every thread (the latency hint), and
+        the notes say which ran.
+        """
+        arrays = numpy_inputs(self.model, inputs)
+        whole = tuple(tuple(a.shape) for a in arrays)
+        prepared: _Prepared | None = None
+        how = "LATENCY"
+        if self.artifact.performance_hint == "THROUGHPUT":
+            parts = len(self._compile(whole, "THROUGHPUT").requests)
+            batch = arrays[0].shape[0] if arrays and arrays[0].ndim else 1
+            if parts > 1 and batch % parts == 0 and all(a.ndim and a.shape[0] == batch for a in arrays):
+                chunks = [np.split(a, parts) for a in arrays]
+                feeds = tuple([np.ascontiguousarray(c[i]) for c in chunks] for i in range(parts))
+                chunk = tuple(tuple(a.shape) for a in feeds[0])
+                prepared, how = _Prepared(self._compile(chunk, "THROUGHPUT", parts), feeds), "THROUGHPUT"
+            else:
+                how = f"THROUGHPUT->LATENCY (batch {batch} does not split over {parts} requests)"
+        if prepared is None:
+            prepared = _Prepared(self._compile(whole, "LATENCY"), (arrays,))
+        if not self.notes:  # the first input's (the cell's own batch): what the row reports
+            compiled = prepared.compiled.model
             self.notes = (
-                f"openvino hint={self.artifact.performance_hint} streams={compiled.get_property('NUM_STREAMS')} "
-                f"threads={compiled.get_property('INFERENCE_NUM_THREADS')} requests={count} "
+                f"openvino hint={how} streams={compiled.get_property('NUM_STREAMS')} "
+                f"threads={compiled.get_property('INFERENCE_NUM_THREADS')} requests={len(prepared.feeds)} "
                 f"inference_precision={compiled.get_property('INFERENCE_PRECISION_HINT').get_type_name()} "
                 f"executed {executed_precisions(compiled)}",
             )
-        return entry
-
-    def _arrays(self, inputs: tuple[torch.Tensor, ...]) -> list[np.ndarray]:
-        ports = self.model.inputs
-        if len(inputs) < len(ports):
-            raise ValueError(f"the OpenVINO model wants {len(ports)} inputs, got {len(inputs)}")
-        return [
-            np.ascontiguousarray(
-                t.detach().cpu().numpy().astype(port.get_element_type().to_dtype(), copy=False)
-            )
-            for t, port in zip(inputs, ports, strict=False)
-        ]
-
-    def prepare(self, inputs: tuple[torch.Tensor, ...]) -> _Prepared:
-        """Inputs as numpy in the model's types; under the throughput hint, split over the requests."""
-        arrays = numpy_inputs(self.model, inputs)
-        whole = tuple(tuple(a.shape) for a in arrays)
-        compiled = self._compile(whole)
-        parts = len(compiled.requests)
-        batch = arrays[0].shape[0] if arrays and arrays[0].ndim else 1
-        if (
-            parts > 1
-            and batch >= parts
-            and batch % parts == 0
-            and all(a.ndim and a.shape[0] == batch for a in arrays)
-        ):
-            chunks = [np.split(a, parts) for a in arrays]
-            feeds = tuple([np.ascontiguousarray(c[i]) for c in chunks] for i in range(parts))
-            compiled = self._compile(tuple(tuple(a.shape) for a in feeds[0]))
-            return _Prepared(compiled, feeds)
-        return _Prepared(compiled, (arrays,))
+        return prepared
 
     def run(self, prepared: _Prepared) -> list[list[np.ndarray]]:
         requests = prepared.compiled.requests
         if len(prepared.feeds) == 1:
             result = requests[0].infer(prepared.feeds[0], share_inputs=True)
             return [list(result.to_tuple())]
-        for request, feed in zip(requests, prepared.feeds, strict=False):
+        for request, feed in zip(requests, prepared.feeds, strict=True):
             request.start_async(feed, share_inputs=True)
         outputs = []
-        for request, _ in zip(requests, prepared.feeds, strict=False):
+        for request in requests:
             request.wait()
             outputs.append([t.data.copy() for t in request.output_tensors])
         return outputs

@@ -100,20 +100,26 @@ def provider_unavailable(provider: str | None, device: Device) -> str | None:
 NO_SPINNING: dict[str, str] = {"session.intra_op.allow_spinning": "0", "session.inter_op.allow_spinning": "0"}
 
 
-def session_options(ort: Any) -> Any:
-    """The session options every genbench ONNX Runtime session gets.
+def session_options(ort: Any, spinning: bool = False) -> Any:
+    """The session options genbench's ONNX Runtime sessions get.
 
     - intra-op threads: torch's thread count, which the worker set from ``--threads`` (every
       runtime of a run uses the same cores), not onnxruntime's own default of one per core.
-    - no spinning: onnxruntime's pool threads otherwise busy-wait after each call for more
-      work; the cores they hold are the next cell's (or a competing runtime's in a server).
+    - spinning: onnxruntime's pool threads busy-wait after each call for more work. Measured on
+      the 2-core Xeon (AMX, onnxruntime 1.32, UNet small b8, back-to-back calls, quiet): spinning
+      off cost onnxruntime 10% (fp32 112.9 vs 101.3 ms, int8 QDQ 86.4 vs 78.0 ms). So it is off
+      only where the cores are shared while the model runs: a server load's load generator and
+      batcher run beside it (``OnnxArtifact.spinning``), and ``bench peak``'s int8 GEMM leaves it
+      off as the caller's default. A cell is its own worker process, so spinning threads never
+      outlive it into the next cell.
     """
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.intra_op_num_threads = torch.get_num_threads()
     options.log_severity_level = 3  # errors only: ORT's warnings (unused initializers...) are noise here
-    for key, value in NO_SPINNING.items():
-        options.add_session_config_entry(key, value)
+    if not spinning:
+        for key, value in NO_SPINNING.items():
+            options.add_session_config_entry(key, value)
     return options
 
 
@@ -145,7 +151,7 @@ class OrtRuntime:
         import onnxruntime as ort
 
         ep = PROVIDERS[self.provider]
-        self.options = session_options(ort)
+        self.options = session_options(ort, spinning=artifact.spinning)
         self.session = ort.InferenceSession(str(artifact.path), self.options, providers=self._providers(ep))
         active = self.session.get_providers()[0]
         if active != ep:  # onnxruntime silently falls back to the CPU when an EP fails to load

@@ -83,11 +83,11 @@ def _readme_block(language: str) -> str:
     text = README.read_text() if README.is_file() else ""
     heading = re.search(rf"^{re.escape(SECTION)}$", text, re.MULTILINE)
     if heading is None:
-        pytest.skip(f"README.md has no {SECTION!r} section")
+        pytest.fail(f"README.md has no {SECTION!r} section")
     section = text[heading.end() :].split("\n## ", 1)[0]
     match = re.search(rf"^```{language}\n(.*?)^```$", section, re.DOTALL | re.MULTILINE)
     if match is None:
-        pytest.skip(f"README.md's {SECTION!r} section has no ```{language} block")
+        pytest.fail(f"README.md's {SECTION!r} section has no ```{language} block")
     return match.group(1)
 
 

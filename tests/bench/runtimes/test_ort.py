@@ -1,7 +1,8 @@
-"""The options every onnxruntime session gets: the run's threads, no spinning (read back from the session)."""
+"""The options every onnxruntime session gets: the run's threads, spinning off in a server (read back)."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -18,12 +19,18 @@ from reference_models import get_model  # noqa: E402
 from tests.conftest import pass_context  # noqa: E402
 
 
-def test_session_uses_the_runs_threads_and_does_not_spin(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("scenario", "spins"), [("single-stream", True), ("offline", True), ("server", False)]
+)
+def test_session_uses_the_runs_threads_and_spins_only_where_nothing_shares_the_cores(
+    scenario: str, spins: bool, tmp_path: Path
+) -> None:
     spec = get_model("dcgan")
     inputs = spec.example_inputs(2, "tiny", 0)
     art = TorchArtifact(module=spec.build("tiny"))
+    ctx = dataclasses.replace(pass_context(inputs, tmp_path), scenario=scenario)
     for step in parse_pipeline("ort").passes:
-        art = step.apply(art, pass_context(inputs, tmp_path))
+        art = step.apply(art, ctx)
     saved = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -33,5 +40,9 @@ def test_session_uses_the_runs_threads_and_does_not_spin(tmp_path: Path) -> None
     options = runtime.session.get_session_options()
     assert options.intra_op_num_threads == 1
     for key, value in NO_SPINNING.items():
-        assert options.get_session_config_entry(key) == value == "0"
+        if spins:
+            with pytest.raises(RuntimeError, match="does not have configuration"):
+                options.get_session_config_entry(key)  # unset: onnxruntime's default, spinning
+        else:
+            assert options.get_session_config_entry(key) == value == "0"
     assert runtime.to_torch(runtime.run(runtime.prepare(inputs))).shape == (2, 3, 16, 16)
