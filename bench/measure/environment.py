@@ -18,7 +18,7 @@ from bench.measure.nvml import gpu_handle
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 TRACKED_PACKAGES = (
     "torch", "numpy", "pandas", "pyarrow", "onnx", "onnxruntime", "onnxruntime-gpu", "onnxscript",
-    "tensorrt", "torch-pruning", "nvidia-ml-py", "psutil", "rich",
+    "tensorrt", "torch-pruning", "nvidia-ml-py", "psutil", "rich", "openvino", "nncf", "torchao", "ray",
 )  # fmt: skip
 
 
