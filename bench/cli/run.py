@@ -262,12 +262,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"isolation {config.isolation}) -> {out_dir}"
     )
     if config.pipelines is None:
+        from rich.markup import escape
+
         from bench.harness.plan import default_pipelines
 
         for pipeline in default_pipelines(device):
             reason = excluded_reason(pipeline, device)
             if reason is not None:
-                console.print(f"  [dim]left out of the default matrix: {pipeline.text} ({reason})[/]")
+                # escaped: a reason holds install hints like pip install -e ".[ao]", which rich took for markup
+                console.print(
+                    f"  [dim]left out of the default matrix: {escape(pipeline.text)} ({escape(reason)})[/]"
+                )
         if not device.is_cuda:
             from bench.harness.plan import CPU_LEFT_OUT
 

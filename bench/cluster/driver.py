@@ -30,8 +30,6 @@ known of its node.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
-import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -41,11 +39,11 @@ from bench.cluster.placement import Placement, device_classes, placement_for, un
 from bench.core.errors import EnvironmentProblem, UsageError
 from bench.core.text import one_line
 from bench.harness.config import RunConfig
-from bench.harness.executor import CellRecord
+from bench.harness.executor import CellRecord, cell_identity
 from bench.harness.isolation import ReportedCell
 from bench.harness.isolation import _row_problem as row_problem  # the check a local worker's row gets
 from bench.harness.plan import Cell
-from bench.harness.result import CellIdentity, CellOutcome, CellResult
+from bench.harness.result import CellOutcome, CellResult
 
 #: seconds each attempt of a task may run past its cell's timeout: the Ray worker's start, the fork
 #: server's (its imports: 2.3 s then 5.5 s to the first cell's reply, measured on a 2-core VM), the
@@ -339,28 +337,18 @@ class RayExecutor:
         cell, config = task.cell, task.plan.config
         known = self._seen.get((str(task.node_id), task.plan.device), {})
         # what is not known stays empty (None): never this machine's host or hw_id
-        identity = CellIdentity(
+        identity = cell_identity(
+            cell,
             run_id=self.run_id,
-            cell_id=cell.cell_id,
-            started_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            host=task.host or known.get("host"),  # type: ignore[arg-type]
+            host=task.host or known.get("host"),
             device=task.plan.device,
-            device_name=known.get("device_name"),  # type: ignore[arg-type]
-            hw_id=known.get("hw_id"),  # type: ignore[arg-type]
-            model=cell.spec.name,
-            size=cell.size,
-            family=cell.spec.family,
-            pipeline=cell.pipeline.text,
-            batch_size=cell.batch_size,
-            item=cell.spec.item,
-            workload=cell.spec.workload,
+            device_name=known.get("device_name"),
+            hw_id=known.get("hw_id"),
             scenario=config.scenario,
-            target_qps=cell.target_qps if cell.target_qps is not None else math.nan,
-            threads=config.threads,  # type: ignore[arg-type]  # None for a cuda cell without --threads
+            threads=config.threads,  # None for a cuda cell without --threads
             isolation=self.isolation,
-            repeat=cell.repeat,
-            torch_version=known.get("torch_version"),  # type: ignore[arg-type]
-            git_sha=known.get("git_sha"),  # type: ignore[arg-type]
+            torch_version=known.get("torch_version"),
+            git_sha=known.get("git_sha"),
         )
         return CellResult(identity, CellOutcome(status, reason[:400], self._where(task) or None))
 

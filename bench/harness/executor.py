@@ -79,29 +79,39 @@ class Identities:
         self.hw_id = hardware_fingerprint(device)["hw_id"]
 
     def of(self, cell: Cell) -> CellIdentity:
-        return CellIdentity(
+        return cell_identity(
+            cell,
             run_id=self.run_id,
-            cell_id=cell.cell_id,
-            started_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             host=self.host,
             device=str(self.device),
             device_name=self.device_name,
             hw_id=self.hw_id,
-            model=cell.spec.name,
-            size=cell.size,
-            family=cell.spec.family,
-            pipeline=cell.pipeline.text,
-            batch_size=cell.batch_size,
-            item=cell.spec.item,
-            workload=cell.spec.workload,
             scenario=self.scenario,
-            target_qps=cell.target_qps if cell.target_qps is not None else math.nan,
             threads=torch.get_num_threads(),
             isolation=self.isolation,
-            repeat=cell.repeat,
             torch_version=torch.__version__,
             git_sha=git_sha(),
         )
+
+
+def cell_identity(cell: Cell, **machine: Any) -> CellIdentity:
+    """A cell's identity: its coordinates from ``cell``, the run and the machine that ran it from ``machine``
+    (``run_id``, ``host``, ``device``, ``device_name``, ``hw_id``, ``scenario``, ``threads``, ``isolation``,
+    ``torch_version``, ``git_sha``), started now. One place for both a local run and a Ray driver's fault row."""
+    return CellIdentity(
+        cell_id=cell.cell_id,
+        started_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        model=cell.spec.name,
+        size=cell.size,
+        family=cell.spec.family,
+        pipeline=cell.pipeline.text,
+        batch_size=cell.batch_size,
+        item=cell.spec.item,
+        workload=cell.spec.workload,
+        target_qps=cell.target_qps if cell.target_qps is not None else math.nan,
+        repeat=cell.repeat,
+        **machine,
+    )
 
 
 class InProcessExecutor:
