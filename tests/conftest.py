@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -45,6 +46,26 @@ def run_matrix(tmp_path: Path) -> Callable[..., pd.DataFrame]:
         return writer.frame()
 
     return run
+
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def readme_block(section: str, language: str) -> str:
+    """The first ```language block under the README heading ``section`` (e.g. "## Write your own pass").
+
+    The README's plugin examples are tested files: a missing section or block fails the test rather than
+    skipping it, since the README is in the repository.
+    """
+    text = README.read_text()
+    heading = re.search(rf"^{re.escape(section)}$", text, re.MULTILINE)
+    if heading is None:
+        pytest.fail(f"README.md has no {section!r} section")
+    body = text[heading.end() :].split("\n## ", 1)[0]
+    match = re.search(rf"^```{language}\n(.*?)^```$", body, re.DOTALL | re.MULTILINE)
+    if match is None:
+        pytest.fail(f"README.md's {section!r} section has no ```{language} block")
+    return match.group(1)
 
 
 def pass_context(

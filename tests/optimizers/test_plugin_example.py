@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import configparser
 import math
-import re
 import shutil
 import subprocess
 import sys
@@ -25,10 +24,9 @@ from bench.core.artifact import TorchArtifact
 from bench.core.errors import NotApplicable, PipelineError
 from optimizers.registry import PASSES, Pass, all_passes, parse_pipeline
 from reference_models import get_model
-from tests.conftest import pass_context
+from tests.conftest import pass_context, readme_block
 
 PLUGIN_DIR = Path(__file__).resolve().parent.parent / "plugin_example"
-README = Path(__file__).resolve().parents[2] / "README.md"
 SECTION = "## Write your own pass"
 
 
@@ -141,16 +139,7 @@ def test_the_example_pyproject_is_what_pip_installs(tmp_path: Path) -> None:
 
 
 def _readme_block(language: str) -> str:
-    """The first ```language block of the README's "Write your own pass" section (skips if there is none)."""
-    text = README.read_text() if README.is_file() else ""
-    heading = re.search(rf"^{re.escape(SECTION)}$", text, re.MULTILINE)
-    if heading is None:
-        pytest.skip(f"README.md has no {SECTION!r} section")
-    section = text[heading.end() :].split("\n## ", 1)[0]
-    match = re.search(rf"^```{language}\n(.*?)^```$", section, re.DOTALL | re.MULTILINE)
-    if match is None:
-        pytest.skip(f"README.md's {SECTION!r} section has no ```{language} block")
-    return match.group(1)
+    return readme_block(SECTION, language)
 
 
 def test_the_readme_pass_is_the_tested_plugin() -> None:

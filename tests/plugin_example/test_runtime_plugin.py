@@ -8,7 +8,6 @@ the folder goes on sys.path for one test at a time, so no other test sees the pl
 from __future__ import annotations
 
 import configparser
-import re
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,9 +19,9 @@ import optimizers.base as passes
 from bench.core.device import Device
 from bench.runtimes import RUNTIMES, all_runtimes, runtime_unavailable
 from optimizers.registry import PASSES, all_passes, parse_pipeline
+from tests.conftest import readme_block
 
 PLUGIN_DIR = Path(__file__).resolve().parent / "runtime"
-README = Path(__file__).resolve().parents[2] / "README.md"
 SECTION = "## Write your own runtime"
 KIND = "example-xla"
 
@@ -79,16 +78,7 @@ def test_the_shipped_dist_info_declares_what_the_pyproject_does() -> None:
 
 
 def _readme_block(language: str) -> str:
-    """The first ```language block of the README's runtime section (skips if there is none)."""
-    text = README.read_text() if README.is_file() else ""
-    heading = re.search(rf"^{re.escape(SECTION)}$", text, re.MULTILINE)
-    if heading is None:
-        pytest.fail(f"README.md has no {SECTION!r} section")
-    section = text[heading.end() :].split("\n## ", 1)[0]
-    match = re.search(rf"^```{language}\n(.*?)^```$", section, re.DOTALL | re.MULTILINE)
-    if match is None:
-        pytest.fail(f"README.md's {SECTION!r} section has no ```{language} block")
-    return match.group(1)
+    return readme_block(SECTION, language)
 
 
 def test_the_readme_runtime_is_the_tested_plugin() -> None:
