@@ -32,10 +32,10 @@ from bench.core.artifact import Artifact, OnnxArtifact, OpenVinoArtifact, TorchA
 from bench.core.device import Device, emulated_dtype
 from bench.core.errors import PipelineError
 from bench.core.optional import missing
-from bench.runtimes.openvino import feed_positions, numpy_inputs, openvino_unavailable
+from bench.runtimes.openvino import numpy_inputs, openvino_unavailable
 from optimizers.base import Pass, PassContext, check_choice, register_pass
 from optimizers.onnx_passes import export_inputs, quiet
-from optimizers.ort_quant import DEFAULT_CALIBRATION_BATCHES, MAX_CALIBRATION_BATCHES
+from optimizers.ort_quant import calibration_batches
 from optimizers.state import ArtifactState
 
 #: genbench's precision names -> the CPU plugin's INFERENCE_PRECISION_HINT
@@ -173,15 +173,7 @@ class OvInt8(Pass):
         preset: str | None = None,
         ignore: str | None = None,
     ) -> None:
-        if batches is not None and (
-            isinstance(batches, bool)
-            or not isinstance(batches, int)
-            or not 1 <= batches <= MAX_CALIBRATION_BATCHES
-        ):
-            raise PipelineError(
-                f"ov-int8 calibration batch count must be an integer in 1..{MAX_CALIBRATION_BATCHES} (got {batches!r})"
-            )
-        self.batches: int = batches or DEFAULT_CALIBRATION_BATCHES
+        self.batches: int = calibration_batches(self.name, batches)
         self.bias: str = "fast" if bias is None else check_choice(self.name, "bias", bias, BIAS_CORRECTIONS)
         self.preset: str = (
             "performance" if preset is None else check_choice(self.name, "preset", preset, PRESETS)
@@ -245,7 +237,6 @@ class OvInt8(Pass):
         t0 = time.perf_counter()
         model = ov.Core().read_model(str(art.path))
         items = [tuple(numpy_inputs(model, batch)) for batch in ctx.calibration(self.batches)]
-        feed_positions(model)  # fails early on a model whose inputs cannot be mapped
         ignored = self._ignored_scope(model, nncf)
         with quiet():
             quantized = nncf.quantize(

@@ -48,6 +48,7 @@ import numpy as np
 import torch
 
 from bench.core.device import Device
+from bench.core.errors import PipelineError
 from bench.core.onnx_names import input_positions
 from bench.core.text import one_line
 from optimizers.base import PassContext
@@ -58,6 +59,24 @@ DEFAULT_CALIBRATION_BATCHES = 8
 #: histogram bins of the entropy calibrator (onnxruntime default 128 = min-max; 2048 took 85 s on the tiny VAE)
 ENTROPY_BINS = 512
 MAX_CALIBRATION_BATCHES = 1024
+
+
+def calibration_batches(pass_name: str, batches: int | None) -> int:
+    """The calibration batch count a quantizing pass was given (the default when None), checked once for all."""
+    if batches is None:
+        return DEFAULT_CALIBRATION_BATCHES
+    if (
+        isinstance(batches, bool)
+        or not isinstance(batches, int)
+        or not 1 <= batches <= MAX_CALIBRATION_BATCHES
+    ):
+        raise PipelineError(
+            f"{pass_name} calibration batch count must be an integer in 1..{MAX_CALIBRATION_BATCHES} "
+            f"(got {batches!r})"
+        )
+    return batches
+
+
 #: ops with int8 kernels in onnxruntime's CPU EP that dominate these models' time
 QUANTIZED_OPS: tuple[str, ...] = ("Conv", "MatMul", "Gemm")
 #: node types that only appear in a graph that really computes in 8 bits

@@ -30,9 +30,9 @@ from optimizers.ort_quant import (
     CALIBRATION_METHODS,
     CONV_TRANSPOSE_OPS,
     DEFAULT_CALIBRATION_BATCHES,
-    MAX_CALIBRATION_BATCHES,
     QUANTIZED_OPS,
     calibrate,
+    calibration_batches,
     calibration_feeds,
     cpu_has_vnni,
     describe,
@@ -87,16 +87,8 @@ class Int8(_OrtQuantPass):
     def __init__(self, *, method: CalibrationMethod | None = None, batches: int | None = None) -> None:
         if method is not None:
             check_choice(self.name, "calibration method", method, tuple(CALIBRATION_METHODS))
-        if batches is not None and (
-            isinstance(batches, bool)
-            or not isinstance(batches, int)
-            or not 1 <= batches <= MAX_CALIBRATION_BATCHES
-        ):
-            raise PipelineError(
-                f"int8 calibration batch count must be an integer in 1..{MAX_CALIBRATION_BATCHES} (got {batches!r})"
-            )
         self.method: str = method or "minmax"
-        self.batches: int = batches or DEFAULT_CALIBRATION_BATCHES
+        self.batches: int = calibration_batches(self.name, batches)
         given = method is not None or batches is not None
         self.arg = (self.method + ("" if batches is None else f":{batches}")) if given else None
 
