@@ -27,6 +27,7 @@ request rather than copied; outputs are copied out, as onnxruntime returns new a
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,13 +106,12 @@ def executed_precisions(compiled: Any) -> str:
     model runs in, read from the plugin's runtime model. What NNCF quantized is not always what runs in
     int8: this is what does (the DCGAN's ConvTranspose layers run as u8/i8 Deconvolution on the CPU plugin,
     where onnxruntime's CPU EP has no int8 ConvTranspose kernel)."""
-    counts: dict[str, dict[str, int]] = {}
+    counts: dict[str, Counter[str]] = {}
     for op in compiled.get_runtime_model().get_ordered_ops():
         info = op.get_rt_info()
         layer = info["layerType"].astype(str)
         if layer in WEIGHTED_LAYERS:
-            precision = info["runtimePrecision"].astype(str)
-            counts.setdefault(layer, {})[precision] = counts.setdefault(layer, {}).get(precision, 0) + 1
+            counts.setdefault(layer, Counter())[info["runtimePrecision"].astype(str)] += 1
     return (
         " ".join(
             f"{layer}=" + ",".join(f"{p}:{n}" for p, n in sorted(by.items()))
@@ -151,14 +151,14 @@ class OpenVinoRuntime:
                 "would be labelled bf16)"
             )
         self.model = self.core.read_model(str(artifact.path))
-        self.threads = torch.get_num_threads()
+        #: what every compile gets; the hint is each compile's own (``_compile``)
         self.config: dict[str, Any] = {
-            "PERFORMANCE_HINT": artifact.performance_hint,
             "INFERENCE_PRECISION_HINT": artifact.inference_precision,
-            "INFERENCE_NUM_THREADS": self.threads,
+            "INFERENCE_NUM_THREADS": torch.get_num_threads(),
         }
         self.runtime_name = f"openvino:CPU:{artifact.performance_hint.lower()}"
-        self._compiled: dict[tuple[tuple[int, ...], ...], _Compiled] = {}
+        #: (input shapes, hint, fixed stream count) -> its compiled model and requests
+        self._compiled: dict[tuple[tuple[tuple[int, ...], ...], str, int | None], _Compiled] = {}
         self.notes: tuple[str, ...] = ()
 
     def _compile(
