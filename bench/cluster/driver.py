@@ -290,9 +290,14 @@ class RayExecutor:
     def _next_message(self, task: _Task, on_start: Callable[[Cell], None]) -> CellRecord | None:
         """The task's next message handled; the cell's record when it was the last."""
         try:
-            ref = next(task.gen)
+            # Not next(task.gen): at the end of a cancelled task's stream it waits, unbounded, for the task
+            # to end, and a cell that ignores the cancel then held the driver forever (seen in a fresh-clone
+            # CI run of the deadline test). Bounded, a nil ref means "not yet": the deadlines keep running.
+            ref = task.gen._next_sync(timeout_s=POLL_S)
         except StopIteration:
             return self._fault(task, "error", "the cell's Ray task ended without a reply")
+        if ref.is_nil():
+            return None
         try:
             message = self.ray.get(ref)
         except self.ray.exceptions.TaskCancelledError:
