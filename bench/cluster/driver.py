@@ -430,7 +430,10 @@ class RayExecutor:
     def _ended(self, task: _Task) -> bool:
         """Read a cancelled task's next message: whether the task is over (anything but "started")."""
         try:
-            message = self.ray.get(next(task.gen))
+            ref = task.gen._next_sync(timeout_s=POLL_S)  # bounded, as in _next_message: next() can wait forever
+            if ref.is_nil():
+                return False
+            message = self.ray.get(ref)
         except Exception:  # StopIteration, TaskCancelledError, a lost worker: it is over either way
             return True
         return message.get("kind") != "started"
